@@ -1,0 +1,37 @@
+"""abstractrt: a command-line durable workflow runner for Python.
+
+The kernel is a library: build a ``WorkflowSpec``, create a ``Runtime`` over a run store
+and a ledger store, then ``start``, ``tick`` and ``resume`` runs.
+"""
+
+from .core.config import RuntimeConfig
+from .core.models import (
+    Effect,
+    EffectType,
+    LimitWarning,
+    RecordKind,
+    RunState,
+    RunStatus,
+    StepPlan,
+    StepRecord,
+    StepStatus,
+    WaitReason,
+    WaitState,
+)
+from .core.policy import DefaultEffectPolicy, EffectPolicy, NoRetryPolicy, RetryPolicy
+from .core.runtime import EffectOutcome, NonRetryableError, Runtime
+from .core.spec import WorkflowRegistry, WorkflowSpec
+from .errors import AbstractRTError
+from .storage.chain import verify_ledger_chain
+from .storage.memory import InMemoryLedgerStore, InMemoryRunStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "WorkflowSpec", "StepPlan", "Effect", "EffectType", "EffectOutcome", "RunState",
+    "RunStatus", "WaitState", "WaitReason", "StepRecord", "StepStatus", "RecordKind",
+    "Runtime", "RuntimeConfig", "DefaultEffectPolicy", "RetryPolicy", "NoRetryPolicy",
+    "EffectPolicy", "NonRetryableError", "LimitWarning", "WorkflowRegistry",
+    "InMemoryRunStore", "InMemoryLedgerStore", "verify_ledger_chain", "AbstractRTError",
+    "__version__",
+]

@@ -1,0 +1,343 @@
+"""Data model of the kernel: runs, waits, effects, plans and ledger records.
+
+Everything here is a dataclass whose JSON form (``to_jsonable``) feeds both the files
+and ``--json``; ``from_dict`` tolerates missing keys so older files still load, and
+rejects wrong types with a clear error. Enums are stored by value.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def utc_now_iso() -> str:
+    return utc_now().isoformat()
+
+
+class RunStatus(str, Enum):
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class WaitReason(str, Enum):
+    EVENT = "event"
+    UNTIL = "until"
+    USER = "user"
+    JOB = "job"
+    SUBWORKFLOW = "subworkflow"
+
+
+class EffectType(str, Enum):
+    WAIT_EVENT = "wait_event"
+    WAIT_UNTIL = "wait_until"
+    ASK_USER = "ask_user"
+    LLM_CALL = "llm_call"
+    TOOL_CALLS = "tool_calls"
+    START_SUBWORKFLOW = "start_subworkflow"
+
+
+class StepStatus(str, Enum):
+    STARTED = "started"
+    COMPLETED = "completed"
+    WAITING = "waiting"
+    FAILED = "failed"
+    RESUMED = "resumed"
+    CANCELLED = "cancelled"
+    UPDATED = "updated"
+
+
+class RecordKind(str, Enum):
+    """What a ledger record is about (an extra field beside AbstractRuntime's)."""
+
+    EFFECT = "effect"  # one attempt of an effect
+    COMPLETE = "complete"  # the run completed
+    FAIL = "fail"  # the run failed
+    RESUME = "resume"  # someone (or something) resumed a waiting run
+    CANCEL = "cancel"
+    LIMITS = "limits"
+
+
+def effect_type_name(value: Any) -> str:
+    """The string name of an effect type: an enum (ours or a look-alike's) or a string."""
+    return str(getattr(value, "value", value))
+
+
+def _check(name: str, value: Any, types: Any, *, optional: bool = True) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, types):
+        want = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
+        raise ValueError(f"field {name!r} must be {want}, not {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A request for a side effect; the runtime stores its result at ``result_key``."""
+
+    type: Any  # EffectType or any string naming a registered handler
+    payload: Dict[str, Any] = field(default_factory=dict)
+    result_key: Optional[str] = None
+
+    @property
+    def type_name(self) -> str:
+        return effect_type_name(self.type)
+
+    def to_jsonable(self) -> Dict[str, Any]:
+        return {"type": self.type_name, "payload": self.payload, "result_key": self.result_key}
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What a node asks for: an effect, a transition, or completion."""
+
+    node_id: str
+    effect: Optional[Effect] = None
+    next_node: Optional[str] = None
+    complete_output: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class WaitState:
+    """A durable pause: what the run waits for and where it goes next."""
+
+    reason: WaitReason
+    wait_key: Optional[str] = None
+    until: Optional[str] = None  # ISO-8601, normalised to UTC
+    resume_to_node: Optional[str] = None
+    result_key: Optional[str] = None
+    prompt: Optional[str] = None
+    choices: Optional[List[str]] = None
+    allow_free_text: bool = True
+    details: Optional[Dict[str, Any]] = None
+
+    def to_jsonable(self) -> Dict[str, Any]:
+        return {
+            "reason": self.reason.value,
+            "wait_key": self.wait_key,
+            "until": self.until,
+            "resume_to_node": self.resume_to_node,
+            "result_key": self.result_key,
+            "prompt": self.prompt,
+            "choices": self.choices,
+            "allow_free_text": self.allow_free_text,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "WaitState":
+        _check("waiting", data, dict, optional=False)
+        reason = data.get("reason")
+        try:
+            reason = WaitReason(getattr(reason, "value", reason))
+        except ValueError:
+            raise ValueError(f"field 'waiting.reason' has unknown value {reason!r}") from None
+        choices = _check("waiting.choices", data.get("choices"), list)
+        return cls(
+            reason=reason,
+            wait_key=_check("waiting.wait_key", data.get("wait_key"), str),
+            until=_check("waiting.until", data.get("until"), str),
+            resume_to_node=_check("waiting.resume_to_node", data.get("resume_to_node"), str),
+            result_key=_check("waiting.result_key", data.get("result_key"), str),
+            prompt=_check("waiting.prompt", data.get("prompt"), str),
+            choices=[str(c) for c in choices] if choices is not None else None,
+            allow_free_text=bool(data.get("allow_free_text", True)),
+            details=_check("waiting.details", data.get("details"), dict),
+        )
+
+    @classmethod
+    def coerce(cls, obj: Any) -> "WaitState":
+        """Accept our WaitState or a look-alike (e.g. AbstractRuntime's)."""
+        if isinstance(obj, cls):
+            return obj
+        if isinstance(obj, dict):
+            return cls.from_dict(obj)
+        return cls.from_dict({f.name: getattr(obj, f.name, None) for f in fields(cls)}
+                             | {"allow_free_text": getattr(obj, "allow_free_text", True)})
+
+
+@dataclass
+class RunState:
+    """Durable state of one run; its JSON form is the run file."""
+
+    run_id: str
+    workflow_id: str
+    status: RunStatus
+    current_node: str
+    vars: Dict[str, Any] = field(default_factory=dict)
+    waiting: Optional[WaitState] = None
+    output: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+    created_at: str = field(default_factory=utc_now_iso)
+    updated_at: str = field(default_factory=utc_now_iso)
+    actor_id: Optional[str] = None
+    session_id: Optional[str] = None
+    parent_run_id: Optional[str] = None
+    # Fields beyond AbstractRuntime's:
+    effect_seq: int = 0  # effect steps finished so far; part of the idempotency key
+    ledger_count: int = 0  # ledger records at the last checkpoint
+    ledger_head: Optional[str] = None  # hash of the last of them
+    pending_retry: Optional[Dict[str, Any]] = None  # {"idempotency_key", "attempt"}
+    workflow_source: Optional[str] = None
+    workflow_fingerprint: Optional[str] = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        workflow_id: str,
+        entry_node: str,
+        vars: Optional[Dict[str, Any]] = None,
+        actor_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        parent_run_id: Optional[str] = None,
+        run_id: Optional[str] = None,
+    ) -> "RunState":
+        return cls(
+            run_id=run_id or str(uuid.uuid4()),
+            workflow_id=workflow_id,
+            status=RunStatus.RUNNING,
+            current_node=entry_node,
+            vars=vars if vars is not None else {},
+            actor_id=actor_id,
+            session_id=session_id,
+            parent_run_id=parent_run_id,
+        )
+
+    def to_jsonable(self) -> Dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "workflow_id": self.workflow_id,
+            "status": self.status.value,
+            "current_node": self.current_node,
+            "vars": self.vars,
+            "waiting": self.waiting.to_jsonable() if self.waiting else None,
+            "output": self.output,
+            "error": self.error,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "actor_id": self.actor_id,
+            "session_id": self.session_id,
+            "parent_run_id": self.parent_run_id,
+            "effect_seq": self.effect_seq,
+            "ledger_count": self.ledger_count,
+            "ledger_head": self.ledger_head,
+            "pending_retry": self.pending_retry,
+            "workflow_source": self.workflow_source,
+            "workflow_fingerprint": self.workflow_fingerprint,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RunState":
+        """Build a run from its JSON form; raises ValueError naming a bad field."""
+        _check("run", data, dict, optional=False)
+        for name in ("run_id", "workflow_id", "current_node"):
+            _check(name, data.get(name), str, optional=False)
+        status = data.get("status")
+        try:
+            status = RunStatus(status)
+        except ValueError:
+            raise ValueError(f"field 'status' has unknown value {status!r}") from None
+        waiting = data.get("waiting")
+        now = utc_now_iso()
+        return cls(
+            run_id=data["run_id"],
+            workflow_id=data["workflow_id"],
+            status=status,
+            current_node=data["current_node"],
+            vars=_check("vars", data.get("vars"), dict) or {},
+            waiting=WaitState.from_dict(waiting) if waiting is not None else None,
+            output=_check("output", data.get("output"), dict),
+            error=_check("error", data.get("error"), str),
+            created_at=_check("created_at", data.get("created_at"), str) or now,
+            updated_at=_check("updated_at", data.get("updated_at"), str) or now,
+            actor_id=_check("actor_id", data.get("actor_id"), str),
+            session_id=_check("session_id", data.get("session_id"), str),
+            parent_run_id=_check("parent_run_id", data.get("parent_run_id"), str),
+            effect_seq=_check("effect_seq", data.get("effect_seq", 0), int, optional=False),
+            ledger_count=_check("ledger_count", data.get("ledger_count", 0), int, optional=False),
+            ledger_head=_check("ledger_head", data.get("ledger_head"), str),
+            pending_retry=_check("pending_retry", data.get("pending_retry"), dict),
+            workflow_source=_check("workflow_source", data.get("workflow_source"), str),
+            workflow_fingerprint=_check(
+                "workflow_fingerprint", data.get("workflow_fingerprint"), str
+            ),
+        )
+
+
+@dataclass
+class StepRecord:
+    """One append-only ledger entry."""
+
+    run_id: str
+    step_id: str
+    node_id: str
+    status: StepStatus
+    effect: Optional[Dict[str, Any]] = None
+    result: Optional[Any] = None
+    error: Optional[str] = None
+    started_at: str = field(default_factory=utc_now_iso)
+    ended_at: Optional[str] = None
+    actor_id: Optional[str] = None
+    session_id: Optional[str] = None
+    attempt: int = 1
+    idempotency_key: Optional[str] = None
+    prev_hash: Optional[str] = None
+    record_hash: Optional[str] = None
+    # Beyond AbstractRuntime: what the record is about, and its position in the chain.
+    kind: RecordKind = RecordKind.EFFECT
+    seq: Optional[int] = None
+
+    def to_jsonable(self) -> Dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "step_id": self.step_id,
+            "node_id": self.node_id,
+            "status": self.status.value,
+            "effect": self.effect,
+            "result": self.result,
+            "error": self.error,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "actor_id": self.actor_id,
+            "session_id": self.session_id,
+            "attempt": self.attempt,
+            "idempotency_key": self.idempotency_key,
+            "kind": self.kind.value,
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+            "record_hash": self.record_hash,
+        }
+
+
+@dataclass
+class LimitWarning:
+    """A limit at its warning threshold or exceeded (see ``Runtime.check_limits``)."""
+
+    limit_type: str
+    status: str  # "warning" | "exceeded"
+    current: int
+    maximum: int
+    pct: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.maximum > 0:
+            self.pct = round(self.current / self.maximum * 100, 1)

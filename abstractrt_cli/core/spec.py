@@ -1,0 +1,101 @@
+"""Workflow specifications, the node contract, and a registry of workflows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, Optional, Protocol
+
+from .models import RunState, StepPlan
+
+
+class RunContext(Protocol):
+    def now_iso(self) -> str: ...
+
+
+NodeHandler = Callable[[RunState, RunContext], StepPlan]
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    """A graph of node handlers; ``entry_node`` is where a run starts."""
+
+    workflow_id: str
+    entry_node: str
+    nodes: Dict[str, NodeHandler]
+
+    def get_node(self, node_id: str) -> NodeHandler:
+        if node_id not in self.nodes:
+            raise KeyError(f"Unknown node_id '{node_id}' in workflow '{self.workflow_id}'")
+        return self.nodes[node_id]
+
+
+def looks_like_workflow(obj: Any) -> bool:
+    """True for a WorkflowSpec or any object with its three attributes (duck typing)."""
+    if isinstance(obj, type):
+        return False
+    try:
+        return (
+            isinstance(getattr(obj, "workflow_id", None), str)
+            and isinstance(getattr(obj, "entry_node", None), str)
+            and isinstance(getattr(obj, "nodes", None), dict)
+        )
+    except Exception:
+        return False
+
+
+@dataclass
+class WorkflowEntry:
+    """A workflow with what came with it: its module's handlers and policy, its source."""
+
+    spec: Any
+    effect_handlers: Dict[str, Callable[..., Any]] = field(default_factory=dict)
+    effect_policy: Optional[Any] = None
+    source: Optional[str] = None
+    fingerprint: Optional[str] = None
+    description: Optional[str] = None
+
+
+class WorkflowRegistry:
+    """Workflows by id; the runtime uses it for subworkflows and for resuming parents."""
+
+    def __init__(self) -> None:
+        self._entries: Dict[str, WorkflowEntry] = {}
+
+    def register(
+        self,
+        spec: Any,
+        *,
+        effect_handlers: Optional[Dict[Any, Callable[..., Any]]] = None,
+        effect_policy: Optional[Any] = None,
+        source: Optional[str] = None,
+        fingerprint: Optional[str] = None,
+        description: Optional[str] = None,
+    ) -> WorkflowEntry:
+        from .models import effect_type_name
+
+        entry = WorkflowEntry(
+            spec=spec,
+            effect_handlers={effect_type_name(k): v for k, v in (effect_handlers or {}).items()},
+            effect_policy=effect_policy,
+            source=source,
+            fingerprint=fingerprint,
+            description=description,
+        )
+        self._entries[spec.workflow_id] = entry
+        return entry
+
+    def get(self, workflow_id: str) -> Any:
+        entry = self._entries.get(workflow_id)
+        return entry.spec if entry else None
+
+    def entry(self, workflow_id: str) -> Optional[WorkflowEntry]:
+        return self._entries.get(workflow_id)
+
+    def __contains__(self, workflow_id: object) -> bool:
+        return workflow_id in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
