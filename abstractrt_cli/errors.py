@@ -22,6 +22,10 @@ class AbstractRTError(Exception):
     def __str__(self) -> str:  # KeyError subclasses would otherwise repr() the message
         return self.message
 
+    def with_hint(self, hint: str) -> "AbstractRTError":
+        self.hint = hint
+        return self
+
 
 class UsageError(AbstractRTError):
     """The command was called wrongly (exit 2)."""
@@ -33,6 +37,13 @@ class UnknownRunError(AbstractRTError, KeyError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no such run: {run_id}", hint="list runs with `abstractrt runs`")
         self.run_id = run_id
+
+
+class NoWaiterError(AbstractRTError):
+    def __init__(self, wait_key: str) -> None:
+        super().__init__(f"no run is waiting on key {wait_key!r}",
+                         hint="see `abstractrt waiting` for the keys runs wait on")
+        self.wait_key = wait_key
 
 
 class AmbiguousRunError(AbstractRTError, KeyError):
@@ -51,10 +62,12 @@ class InvalidRunIdError(AbstractRTError, ValueError):
 
 
 class UnknownWorkflowError(AbstractRTError, KeyError):
-    def __init__(self, workflow_id: str, known: Iterable[str] = ()) -> None:
+    def __init__(self, workflow_id: str, known: Iterable[str] = (), *,
+                 directory: Optional[str] = None) -> None:
         known = sorted(known)
+        where = f" (workflows directory {directory} does not exist)" if directory else ""
         hint = ("known workflows: " + ", ".join(known)) if known else None
-        super().__init__(f"no such workflow: {workflow_id}", hint=hint)
+        super().__init__(f"no such workflow: {workflow_id}{where}", hint=hint)
         self.workflow_id = workflow_id
 
 

@@ -1,0 +1,6 @@
+"""``python -m abstractrt_cli`` runs the ``abstractrt`` command."""
+
+from .cli.app import main
+
+if __name__ == "__main__":
+    main()

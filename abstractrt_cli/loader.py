@@ -1,0 +1,162 @@
+"""Load the workflows directory into a ``WorkflowRegistry`` (an instance, not a global).
+
+Every ``*.py`` not starting with ``_`` is imported; every module-level ``WorkflowSpec``
+(or look-alike: ``workflow_id``, ``entry_node``, ``nodes``) becomes available by id,
+with the module's ``EFFECT_HANDLERS`` and ``EFFECT_POLICY``. A file that fails to import
+is kept as broken with its error and does not hide the others; two files defining the
+same id make that id unusable, with an error naming both files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .core.spec import WorkflowEntry, WorkflowRegistry, looks_like_workflow
+from .errors import DuplicateWorkflowError, UnknownWorkflowError, WorkflowLoadError
+
+
+@dataclass
+class BrokenFile:
+    path: str
+    error: str
+
+
+@dataclass
+class LoadedWorkflows:
+    directory: Path
+    registry: WorkflowRegistry = field(default_factory=WorkflowRegistry)
+    broken: List[BrokenFile] = field(default_factory=list)
+    duplicates: Dict[str, DuplicateWorkflowError] = field(default_factory=dict)
+
+    def entry(self, workflow_id: str) -> WorkflowEntry:
+        """The workflow's entry, or the precise error why it cannot be used."""
+        if workflow_id in self.duplicates:
+            raise self.duplicates[workflow_id]
+        entry = self.registry.entry(workflow_id)
+        if entry is not None:
+            return entry
+        if self.broken:
+            # The id may live in a file that failed to import: say so rather than "unknown".
+            names = "; ".join(f"{Path(b.path).name}: {b.error}" for b in self.broken)
+            raise WorkflowLoadError(
+                f"no such workflow: {workflow_id} (and {len(self.broken)} workflow file(s) "
+                f"failed to import — {names})")
+        if not self.directory.is_dir():
+            raise UnknownWorkflowError(workflow_id, directory=str(self.directory))
+        raise UnknownWorkflowError(workflow_id, list(self.registry))
+
+
+def fingerprint_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _module_name(path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"abstractrt_workflows_{path.stem}_{digest}"
+
+
+def _first_line_error(exc: BaseException, path: Path) -> str:
+    """``SyntaxError: invalid syntax (line 3)`` — one line, pointing into the user's file."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename).resolve() == path.resolve():
+            line = frame.lineno
+    where = f" (line {line})" if line else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def load_workflows(directory: Path) -> LoadedWorkflows:
+    """Import every workflow file of ``directory`` (a missing directory loads nothing)."""
+    loaded = LoadedWorkflows(directory=directory)
+    if not directory.is_dir():
+        return loaded
+    dir_str = str(directory.resolve())
+    if dir_str not in sys.path:
+        sys.path.insert(0, dir_str)  # so a workflow file can import its `_helpers.py`
+    owners: Dict[str, str] = {}
+    for path in sorted(p.resolve() for p in directory.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            module = _import_file(path)
+        except BaseException as exc:  # SystemExit and friends from a bad file too
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            loaded.broken.append(BrokenFile(str(path), _first_line_error(exc, path)))
+            continue
+        _register_module(loaded, module, path, owners)
+    return loaded
+
+
+def _import_file(path: Path) -> Any:
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _register_module(loaded: LoadedWorkflows, module: Any, path: Path, owners: Dict[str, str]) -> None:
+    handlers = getattr(module, "EFFECT_HANDLERS", None) or {}
+    policy = getattr(module, "EFFECT_POLICY", None)
+    if not isinstance(handlers, dict):
+        loaded.broken.append(BrokenFile(str(path), "EFFECT_HANDLERS must be a dict"))
+        return
+    fingerprint = fingerprint_file(path)
+    doc = (module.__doc__ or "").strip() or None
+    seen: set = set()
+    for value in list(vars(module).values()):
+        if id(value) in seen or not looks_like_workflow(value):
+            continue
+        seen.add(id(value))
+        wid = value.workflow_id
+        if wid in owners and owners[wid] != str(path):
+            loaded.duplicates[wid] = DuplicateWorkflowError(wid, owners[wid], str(path))
+            continue
+        owners[wid] = str(path)
+        loaded.registry.register(value, effect_handlers=handlers, effect_policy=policy,
+                                 source=str(path), fingerprint=fingerprint, description=doc)
+
+
+def describe(loaded: LoadedWorkflows) -> List[Dict[str, Any]]:
+    """What ``abstractrt workflows`` shows: every workflow, then every broken file."""
+    out: List[Dict[str, Any]] = []
+    for wid in loaded.registry:
+        e = loaded.registry.entry(wid)
+        assert e is not None
+        out.append({
+            "workflow_id": wid,
+            "entry_node": e.spec.entry_node,
+            "nodes": list(e.spec.nodes),
+            "source": e.source,
+            "description": e.description,
+            "effect_handlers": sorted(e.effect_handlers),
+            "error": None,
+        })
+    for wid, dup in sorted(loaded.duplicates.items()):
+        out.append({"workflow_id": wid, "entry_node": None, "nodes": [], "source": dup.paths[1],
+                    "description": None, "effect_handlers": [], "error": dup.message})
+    for b in loaded.broken:
+        out.append({"workflow_id": None, "entry_node": None, "nodes": [], "source": b.path,
+                    "description": None, "effect_handlers": [], "error": b.error})
+    return out
+
+
+def find_source(loaded: LoadedWorkflows, workflow_id: str) -> Optional[str]:
+    e = loaded.registry.entry(workflow_id)
+    return e.source if e else None
