@@ -31,6 +31,8 @@ from .errors import (
     RunBusyError,
     RunNotWaitingError,
     UnknownRunError,
+    UnknownWorkflowError,
+    WorkflowLoadError,
 )
 from .settings import Settings, current_actor
 
@@ -123,7 +125,13 @@ class Session:
 
     def _workflow_warnings(self, run: RunState) -> List[str]:
         """Checks a non-terminal run's workflow is loadable; warns when its code changed."""
-        entry = self.workflows.entry(run.workflow_id)
+        try:
+            entry = self.workflows.entry(run.workflow_id)
+        except UnknownWorkflowError:
+            was = f" (it came from {run.workflow_source})" if run.workflow_source else ""
+            raise WorkflowLoadError(
+                f"run {run.run_id}'s workflow {run.workflow_id!r} is not in "
+                f"{self.settings.workflows_dir}{was}; the run is left as it was") from None
         warnings = []
         if run.workflow_fingerprint and entry.fingerprint and run.workflow_fingerprint != entry.fingerprint:
             warnings.append(f"warning: workflow {run.workflow_id!r} changed since run "
