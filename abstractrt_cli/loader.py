@@ -9,13 +9,15 @@ same id make that id unusable, with an error naming both files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import os
 import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from .core.spec import WorkflowEntry, WorkflowRegistry, looks_like_workflow
 from .errors import DuplicateWorkflowError, UnknownWorkflowError, WorkflowLoadError
@@ -64,13 +66,20 @@ def _module_name(path: Path) -> str:
 def _first_line_error(exc: BaseException, path: Path) -> str:
     """``SyntaxError: invalid syntax (line 3)`` — one line, pointing into the user's file."""
     if isinstance(exc, SyntaxError):
-        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+        # In a helper the file imports, the line number is the helper's: name the helper.
+        other = exc.filename and Path(exc.filename).resolve() != path.resolve()
+        parts = ([Path(str(exc.filename)).name] if other else []) + (
+            [f"line {exc.lineno}"] if exc.lineno else [])
+        where = f" ({', '.join(parts)})" if parts else ""
+        return f"{type(exc).__name__}: {exc.msg}{where}"
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if Path(frame.filename).resolve() == path.resolve():
             line = frame.lineno
     where = f" (line {line})" if line else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    text = str(exc).strip()
+    message = f": {text.splitlines()[0]}" if text else ""  # one line, even for a long message
+    return f"{type(exc).__name__}{message}{where}"
 
 
 def load_workflows(directory: Path) -> LoadedWorkflows:
@@ -79,9 +88,10 @@ def load_workflows(directory: Path) -> LoadedWorkflows:
     if not directory.is_dir():
         return loaded
     dir_str = str(directory.resolve())
-    if dir_str not in sys.path:
-        sys.path.insert(0, dir_str)  # so a workflow file can import its `_helpers.py`
+    _prepare_imports(dir_str)
+    before = set(sys.modules)
     owners: Dict[str, str] = {}
+    found: Dict[str, Any] = {}  # registered after every file is read, duplicates left out
     for path in sorted(p.resolve() for p in directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
@@ -92,8 +102,43 @@ def load_workflows(directory: Path) -> LoadedWorkflows:
                 raise
             loaded.broken.append(BrokenFile(str(path), _first_line_error(exc, path)))
             continue
-        _register_module(loaded, module, path, owners)
+        _register_module(loaded, module, path, owners, found)
+    _note_helpers(dir_str, before)
+    for wid, (spec, kwargs) in sorted(found.items()):
+        if wid not in loaded.duplicates:  # a duplicated id must not run, not even as a child
+            loaded.registry.register(spec, **kwargs)
     return loaded
+
+
+# Helper modules that workflow files imported from their directory (``import _helpers``).
+_HELPER_MODULES: Set[str] = set()
+
+
+def _prepare_imports(dir_str: str) -> None:
+    """Let workflow files import their helpers from their directory, fresh each load.
+
+    The directory goes first on ``sys.path``, and helpers imported by an earlier load are
+    forgotten: another directory's ``_helpers`` must not stand in for this one's, and a
+    reload must see the current code.
+    """
+    if dir_str in sys.path:
+        sys.path.remove(dir_str)
+    sys.path.insert(0, dir_str)
+    for name in _HELPER_MODULES:
+        sys.modules.pop(name, None)
+    _HELPER_MODULES.clear()
+
+
+def _note_helpers(dir_str: str, before: Set[str]) -> None:
+    """Remember the modules just imported from files or packages directly in the directory."""
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not isinstance(file, str) or not file.startswith(dir_str + os.sep):
+            continue
+        first = file[len(dir_str) + 1:].split(os.sep)[0]
+        top = name.split(".")[0]
+        if first in (top, top + ".py"):
+            _HELPER_MODULES.add(name)
 
 
 def _import_file(path: Path) -> Any:
@@ -104,18 +149,36 @@ def _import_file(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        # A print() at import must not land in stdout, which `--json` keeps for its document.
+        with contextlib.redirect_stdout(sys.stderr):
+            spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(name, None)
         raise
     return module
 
 
-def _register_module(loaded: LoadedWorkflows, module: Any, path: Path, owners: Dict[str, str]) -> None:
+_POLICY_METHODS = ("max_attempts", "backoff_seconds", "idempotency_key")
+
+
+def _register_module(loaded: LoadedWorkflows, module: Any, path: Path, owners: Dict[str, str],
+                     found: Dict[str, Any]) -> None:
     handlers = getattr(module, "EFFECT_HANDLERS", None) or {}
     policy = getattr(module, "EFFECT_POLICY", None)
     if not isinstance(handlers, dict):
         loaded.broken.append(BrokenFile(str(path), "EFFECT_HANDLERS must be a dict"))
+        return
+    # Checked now: the runtime would only trip over them in the middle of a tick.
+    not_callable = sorted(str(k) for k, fn in handlers.items() if not callable(fn))
+    if not_callable:
+        loaded.broken.append(BrokenFile(
+            str(path), f"EFFECT_HANDLERS: not a function for {', '.join(not_callable)}"))
+        return
+    missing = [m for m in _POLICY_METHODS if not callable(getattr(policy, m, None))]
+    if policy is not None and missing:
+        loaded.broken.append(BrokenFile(
+            str(path), f"EFFECT_POLICY must be an effect policy (like RetryPolicy(...)); "
+                       f"{type(policy).__name__} has no {', '.join(missing)}"))
         return
     fingerprint = fingerprint_file(path)
     doc = (module.__doc__ or "").strip() or None
@@ -126,11 +189,12 @@ def _register_module(loaded: LoadedWorkflows, module: Any, path: Path, owners: D
         seen.add(id(value))
         wid = value.workflow_id
         if wid in owners and owners[wid] != str(path):
-            loaded.duplicates[wid] = DuplicateWorkflowError(wid, owners[wid], str(path))
+            loaded.duplicates.setdefault(wid, DuplicateWorkflowError(wid, owners[wid], str(path)))
             continue
         owners[wid] = str(path)
-        loaded.registry.register(value, effect_handlers=handlers, effect_policy=policy,
-                                 source=str(path), fingerprint=fingerprint, description=doc)
+        found[wid] = (value, dict(
+            effect_handlers=handlers, effect_policy=policy, source=str(path),
+            fingerprint=fingerprint, description=doc))
 
 
 def describe(loaded: LoadedWorkflows) -> List[Dict[str, Any]]:

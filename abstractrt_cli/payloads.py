@@ -48,7 +48,12 @@ def read_text(path: str, *, stdin: Optional[TextIO] = None) -> str:
 
 
 def yaml_load(text: str) -> Any:
-    """YAML with 1.2 booleans: ``yes``/``no``/``on``/``off`` stay strings (answers!)."""
+    """YAML with YAML 1.2 core scalars: ``yes``/``no``/``on``/``off`` stay strings (answers!).
+
+    Likewise ``10:30`` stays a string (YAML 1.1 reads base 60: 630), ``010`` is 10 (not
+    octal 8), and ``2026-01-01`` stays a string (a date object is not JSON: it would fail
+    when the payload is stored).
+    """
     import re
 
     import yaml
@@ -58,13 +63,32 @@ def yaml_load(text: str) -> Any:
         class Yaml12Loader(yaml.SafeLoader):
             pass
 
-        bool_tag = "tag:yaml.org,2002:bool"
+        tag = "tag:yaml.org,2002:"
+        dropped = {tag + t for t in ("bool", "int", "float", "timestamp", "value")}
         Yaml12Loader.yaml_implicit_resolvers = {
-            ch: [r for r in resolvers if r[0] != bool_tag]
+            ch: [r for r in resolvers if r[0] not in dropped]
             for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
         }
         Yaml12Loader.add_implicit_resolver(
-            bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+            tag + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+        Yaml12Loader.add_implicit_resolver(
+            tag + "int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+            list("-+0123456789"))
+        Yaml12Loader.add_implicit_resolver(
+            tag + "float",
+            re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+            list("-+.0123456789"))
+
+        def construct_int(loader: Any, node: Any) -> int:
+            value = str(loader.construct_scalar(node))
+            if value.startswith("0o"):
+                return int(value[2:], 8)
+            if value.startswith("0x"):
+                return int(value[2:], 16)
+            return int(value, 10)
+
+        Yaml12Loader.add_constructor(tag + "int", construct_int)
         _LOADER = Yaml12Loader
     return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader subclass
 
@@ -81,13 +105,18 @@ def parse_document(text: str, *, source: str, what: str = "payload") -> Any:
     import yaml
 
     try:
-        return yaml_load(text)
+        value = yaml_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise PayloadError(f"{what} in {source} is neither valid JSON nor YAML: "
                            f"{problem}{where}") from None
+    try:  # explicit tags (!!binary, !!set, !!timestamp) make values JSON cannot store
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"{what} in {source} holds a value JSON cannot store: {exc}") from None
+    return value
 
 
 def load_object_file(path: str, *, stdin: Optional[TextIO] = None, what: str = "payload") -> Dict[str, Any]:
@@ -116,14 +145,21 @@ def parse_value(text: str) -> Any:
 
 def parse_set_pairs(pairs: List[str], *, option: str = "--set") -> Dict[str, Any]:
     """``["a=1", "b.c=x"]`` → ``{"a": 1, "b": {"c": "x"}}``."""
-    out: Dict[str, Any] = {}
+    return apply_set_pairs({}, pairs, option=option)
+
+
+def apply_set_pairs(out: Dict[str, Any], pairs: List[str], *,
+                    option: str = "--set") -> Dict[str, Any]:
+    """Set each ``KEY=VALUE`` into ``out`` (dotted keys reach into nested objects)."""
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"{option} expects KEY=VALUE, got {pair!r}")
-        cur = out
         parts = key.split(".")
+        if not all(parts):
+            raise UsageError(f"{option} key {key!r} has an empty part")
+        cur = out
         for part in parts[:-1]:
             nxt = cur.get(part)
             if not isinstance(nxt, dict):
@@ -155,7 +191,7 @@ def build_payload(
     else:
         result = {}
     if sets:
-        result.update(parse_set_pairs(sets))
+        apply_set_pairs(result, sets)
     return result
 
 
@@ -169,5 +205,5 @@ def build_vars(*, vars_json: Optional[str], vars_file: Optional[str], sets: Opti
     elif vars_file is not None:
         result = load_object_file(vars_file, stdin=stdin, what="vars")
     if sets:
-        result.update(parse_set_pairs(sets))
+        apply_set_pairs(result, sets)
     return result

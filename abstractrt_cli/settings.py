@@ -49,6 +49,8 @@ def read_config_file(path: Path) -> Dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     import yaml
@@ -61,9 +63,9 @@ def read_config_file(path: Path) -> Dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping with keys {', '.join(CONFIG_KEYS)}")
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    unknown = sorted(set(map(str, data)) - set(CONFIG_KEYS))  # str: keys may be 1, true…
     if unknown:
-        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(map(str, unknown))} "
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)} "
                           f"(known: {', '.join(CONFIG_KEYS)})")
     for key in CONFIG_KEYS:
         if key in data and not isinstance(data[key], str):
