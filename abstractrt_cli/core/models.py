@@ -159,7 +159,8 @@ class WaitState:
             result_key=_check("waiting.result_key", data.get("result_key"), str),
             prompt=_check("waiting.prompt", data.get("prompt"), str),
             choices=[str(c) for c in choices] if choices is not None else None,
-            allow_free_text=bool(data.get("allow_free_text", True)),
+            allow_free_text=_check("waiting.allow_free_text", data.get("allow_free_text"),
+                                   bool) is not False,
             details=_check("waiting.details", data.get("details"), dict),
         )
 

@@ -14,7 +14,7 @@ import hashlib
 import inspect
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Optional
 
@@ -108,6 +108,9 @@ def set_nested(target: Dict[str, Any], dotted_key: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
+_BUILTIN_TYPES = {t.value: t for t in EffectType}
+
+
 def _coerce_plan(obj: Any, node_id: str) -> StepPlan:
     """Accept our StepPlan or a look-alike (AbstractRuntime's) and normalise it."""
     if isinstance(obj, StepPlan) and (obj.effect is None or isinstance(obj.effect, Effect)):
@@ -116,8 +119,11 @@ def _coerce_plan(obj: Any, node_id: str) -> StepPlan:
         raise TypeError(f"node {node_id!r} returned {type(obj).__name__}, not a StepPlan")
     eff = getattr(obj, "effect", None)
     if eff is not None and not isinstance(eff, Effect):
+        etype: Any = effect_type_name(getattr(eff, "type"))
+        # Keep built-in types as our enum: AbstractRuntime's policies read ``type.value``.
+        etype = _BUILTIN_TYPES.get(etype, etype)
         eff = Effect(
-            type=effect_type_name(getattr(eff, "type")),
+            type=etype,
             payload=dict(getattr(eff, "payload", None) or {}),
             result_key=getattr(eff, "result_key", None),
         )
@@ -144,6 +150,29 @@ def _coerce_outcome(obj: Any) -> EffectOutcome:
             error=getattr(obj, "error", None),
         )
     raise TypeError(f"effect handler returned {type(obj).__name__}: expected a dict or EffectOutcome")
+
+
+def _check_outcome(outcome: EffectOutcome, etype: str) -> EffectOutcome:
+    """Refuse outcomes the runtime cannot act on (they would crash or pass as success)."""
+    if outcome.status not in ("completed", "waiting", "failed"):
+        return EffectOutcome.failed(
+            f"effect handler for {etype!r} returned unknown status {outcome.status!r}",
+            retryable=False)
+    if outcome.status == "waiting":
+        try:
+            wait = WaitState.coerce(outcome.wait) if outcome.wait is not None else None
+            if wait is not None and not isinstance(wait.reason, WaitReason):  # e.g. "user"
+                wait = WaitState.from_dict({f.name: getattr(wait, f.name) for f in fields(wait)})
+        except (AttributeError, TypeError, ValueError) as exc:
+            return EffectOutcome.failed(
+                f"effect handler for {etype!r} returned an invalid wait: {exc}", retryable=False)
+        if wait is None:
+            return EffectOutcome.failed(
+                f"effect handler for {etype!r} returned a waiting outcome without a wait",
+                retryable=False)
+        if wait is not outcome.wait:
+            return EffectOutcome.waiting(wait)
+    return outcome
 
 
 def _call_handler(handler: EffectHandler, run: RunState, effect: Effect, next_node: Optional[str]) -> Any:
@@ -333,6 +362,8 @@ class Runtime:
             if not child.status.is_terminal:
                 self.cancel_run(child.run_id, reason=f"parent run {run_id} was cancelled",
                                 actor_id=actor_id)
+        # A parent waiting on this run can never get its result: fail it now, naming us.
+        self._propagate_to_parents(run, 100)
         return run
 
     # ------------------------------------------------------------------ limits
@@ -518,10 +549,16 @@ class Runtime:
         etype = effect.type_name
         policy = self._policy_for(wf.workflow_id)
         key = policy.idempotency_key(run=run, node_id=plan.node_id, effect=effect)
+        if not isinstance(policy, DefaultEffectPolicy):
+            # A foreign policy (AbstractRuntime's) keys on node and payload alone: add the
+            # step's sequence number so a loop's next visit is not taken for a replay.
+            key = hashlib.sha256(f"{key}:{run.effect_seq}".encode()).hexdigest()[:32]
 
         # A record written after the last checkpoint with our key means we crashed after
         # running this very step: reuse its outcome. Only those few records are read.
         attempts_done = 0
+        last_error: Optional[str] = None
+        last_failed_at: Optional[str] = None
         if run.pending_retry and run.pending_retry.get("idempotency_key") == key:
             attempts_done = int(run.pending_retry.get("attempt", 0))
         for rec in self._ledger.records_since(run.run_id, run.ledger_count):
@@ -534,8 +571,23 @@ class Runtime:
                 if isinstance(wait, dict):
                     return EffectOutcome.waiting(WaitState.from_dict(wait))
             attempts_done = max(attempts_done, int(rec.get("attempt") or 0))
+            last_error = rec.get("error") or last_error
+            last_failed_at = rec.get("ended_at") or last_failed_at
 
         max_attempts = policy.max_attempts(effect)
+        if attempts_done >= max_attempts and last_error is not None:
+            # We crashed after the last allowed attempt failed: do not make one more.
+            n = f" after {attempts_done} attempts" if attempts_done > 1 else ""
+            return EffectOutcome.failed(
+                f"effect {etype!r} at node {plan.node_id!r} failed{n}: {last_error}")
+        if last_failed_at is not None:
+            # We crashed while deferring a retry: its attempt count is in the ledger but its
+            # due time was lost. Wait out the rest of the backoff instead of retrying early.
+            backoff = float(policy.backoff_seconds(effect=effect, attempt=attempts_done))
+            due = parse_timestamp(last_failed_at) + timedelta(seconds=backoff)
+            if backoff > self._config.max_inline_backoff and due > self._clock():
+                self._defer_retry(run, plan, key, attempts_done, max_attempts, due, last_error)
+                return EffectOutcome.failed(last_error or "effect failed")
         attempt = attempts_done
         while True:
             attempt += 1
@@ -552,9 +604,19 @@ class Runtime:
                 result = outcome.result
             status = {"completed": StepStatus.COMPLETED, "waiting": StepStatus.WAITING}.get(
                 outcome.status, StepStatus.FAILED)
-            self._record(run, kind=RecordKind.EFFECT, status=status, node_id=plan.node_id,
-                         effect=effect.to_jsonable(), result=result, error=outcome.error,
-                         attempt=attempt, idempotency_key=key, started_at=started)
+            try:
+                self._record(run, kind=RecordKind.EFFECT, status=status, node_id=plan.node_id,
+                             effect=effect.to_jsonable(), result=result, error=outcome.error,
+                             attempt=attempt, idempotency_key=key, started_at=started)
+            except (TypeError, ValueError) as exc:
+                # The outcome cannot be recorded (not JSON): record that, and fail clearly
+                # rather than crash the tick and run the effect again on the next one.
+                error = (f"effect {etype!r} at node {plan.node_id!r}: its payload or result "
+                         f"cannot be stored as JSON ({exc})")
+                self._record(run, kind=RecordKind.EFFECT, status=StepStatus.FAILED,
+                             node_id=plan.node_id, effect={"type": etype}, error=error,
+                             attempt=attempt, idempotency_key=key, started_at=started)
+                return EffectOutcome.failed(error, retryable=False)
             if outcome.status != "failed":
                 return outcome
             if not outcome.retryable or attempt >= max_attempts:
@@ -565,18 +627,24 @@ class Runtime:
             if backoff > self._config.max_inline_backoff:
                 # Never block a tick (or a cron job) on a long backoff: wait durably instead.
                 due = self._clock() + timedelta(seconds=backoff)
-                run.pending_retry = {"idempotency_key": key, "attempt": attempt}
-                run.status = RunStatus.WAITING
-                run.waiting = WaitState(
-                    reason=WaitReason.UNTIL,
-                    until=due.astimezone(timezone.utc).isoformat(),
-                    resume_to_node=plan.node_id,
-                    details={"retry": {"effect": etype, "next_attempt": attempt + 1,
-                                       "max_attempts": max_attempts, "last_error": outcome.error}},
-                )
+                self._defer_retry(run, plan, key, attempt, max_attempts, due, outcome.error)
                 return outcome
             if backoff > 0:
                 time.sleep(backoff)
+
+    def _defer_retry(self, run: RunState, plan: StepPlan, key: str, attempt: int,
+                     max_attempts: int, due: datetime, error: Optional[str]) -> None:
+        """Set the run waiting (reason ``until``) for attempt ``attempt + 1`` at ``due``."""
+        assert plan.effect is not None
+        run.pending_retry = {"idempotency_key": key, "attempt": attempt}
+        run.status = RunStatus.WAITING
+        run.waiting = WaitState(
+            reason=WaitReason.UNTIL,
+            until=due.astimezone(timezone.utc).isoformat(),
+            resume_to_node=plan.node_id,
+            details={"retry": {"effect": plan.effect.type_name, "next_attempt": attempt + 1,
+                               "max_attempts": max_attempts, "last_error": error}},
+        )
 
     def _invoke(self, run: RunState, wf: Any, effect: Effect, plan: StepPlan, key: str) -> EffectOutcome:
         etype = effect.type_name
@@ -589,13 +657,14 @@ class Runtime:
                                         retryable=False)
         self._current_key = key
         try:
-            return _coerce_outcome(_call_handler(handler, run, effect, plan.next_node))
+            outcome = _coerce_outcome(_call_handler(handler, run, effect, plan.next_node))
         except NonRetryableError as exc:
             return EffectOutcome.failed(f"{type(exc).__name__}: {exc}", retryable=False)
         except Exception as exc:
             return EffectOutcome.failed(f"{type(exc).__name__}: {exc}")
         finally:
             self._current_key = None
+        return _check_outcome(outcome, etype)
 
     def _policy_for(self, workflow_id: str) -> Any:
         entry = self._entry(workflow_id)
