@@ -93,6 +93,14 @@ class RunNotWaitingError(AbstractRTError):
         self.status = status
 
 
+class PromptMovedOnError(AbstractRTError):
+    """The wait someone answered was answered elsewhere; the run has moved on."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} has moved on: that prompt was answered elsewhere")
+        self.run_id = run_id
+
+
 class WaitKeyMismatchError(AbstractRTError):
     def __init__(self, run_id: str, expected: Optional[str], given: str) -> None:
         super().__init__(f"run {run_id} waits on key {expected!r}, not {given!r}")

@@ -28,10 +28,12 @@ from .errors import (
     InvalidRunIdError,
     LimitsError,
     NoWaiterError,
+    PromptMovedOnError,
     RunBusyError,
     RunNotWaitingError,
     UnknownRunError,
     UnknownWorkflowError,
+    WaitKeyMismatchError,
     WorkflowLoadError,
 )
 from .settings import Settings, current_actor
@@ -453,7 +455,34 @@ def load_answer_rules(path: str) -> List[AnswerRule]:
         data = parse_document(text, source=source, what="answers")
     except PayloadError as exc:
         raise AnswerScriptError(str(exc)) from None
+    _keep_answer_text(text, data)
     return parse_answer_rules(data, source=source)
+
+
+_NUMERIC_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")
+
+
+def _keep_answer_text(text: str, data: Any) -> None:
+    """An ``answer`` written as a plain YAML number or boolean (``007``, ``1.10``, ``True``)
+    means that text, exactly as written."""
+    if not isinstance(data, list):
+        return
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # JSON that YAML cannot read: JSON values are already exact
+    if not isinstance(root, yaml.SequenceNode) or len(root.value) != len(data):
+        return
+    for item, node in zip(data, root.value):
+        if not isinstance(item, dict) or not isinstance(node, yaml.MappingNode):
+            continue
+        for key, value in node.value:
+            if (getattr(key, "value", None) == "answer" and isinstance(value, yaml.ScalarNode)
+                    and value.tag in _NUMERIC_TAGS
+                    and not value.style and isinstance(item.get("answer"), (int, float))):
+                item["answer"] = value.value
 
 
 @dataclass
@@ -462,9 +491,11 @@ class AnswerReport:
     errors: List[str] = field(default_factory=list)
     unmatched: List[Dict[str, Any]] = field(default_factory=list)
     failed_runs: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
 
     def to_jsonable(self) -> Dict[str, Any]:
-        return {"answered": self.answered, "errors": self.errors, "unmatched": self.unmatched}
+        return {"answered": self.answered, "errors": self.errors, "unmatched": self.unmatched,
+                "warnings": self.warnings}
 
 
 MAX_SCRIPTED_ANSWERS = 1000
@@ -511,11 +542,14 @@ def answer_with_rules(s: Session, rules: List[AnswerRule], *, scope_run_id: Opti
                 continue
             tried.add(token)
             try:
-                s._workflow_warnings(run)
+                for warning in s._workflow_warnings(run):
+                    if warning not in report.warnings:
+                        report.warnings.append(warning)
                 after = rt.resume(run_id=run.run_id, payload=dict(rule.payload),
-                                  wait_key=w.wait_key, max_steps=max_steps, actor_id=actor)
-            except RunNotWaitingError:
-                continue
+                                  wait_key=w.wait_key, max_steps=max_steps, actor_id=actor,
+                                  expect_step=run.effect_seq)
+            except (RunNotWaitingError, PromptMovedOnError, WaitKeyMismatchError):
+                continue  # answered elsewhere meanwhile: the next pass sees the new prompt
             except AbstractRTError as exc:
                 report.errors.append(f"run {run.run_id[:8]}, prompt {w.prompt!r}: {exc}")
                 continue
@@ -532,6 +566,8 @@ def answer_with_rules(s: Session, rules: List[AnswerRule], *, scope_run_id: Opti
                              "answering a loop forever")
     for run in pending_prompts(s, scope_run_id=scope_run_id):
         w = run.waiting
+        if w is None or (run.run_id, run.effect_seq, w.wait_key) in tried:
+            continue  # a rule matched but its answer was refused: reported in errors
         report.unmatched.append({"run_id": run.run_id, "prompt": w.prompt if w else None,
                                  "wait_key": w.wait_key if w else None})
     return report
@@ -561,6 +597,7 @@ def answer_interactively(
     *,
     scope_run_id: Optional[str] = None,
     max_steps: int = 100,
+    on_notice: Optional[Callable[[str], None]] = None,
 ) -> List[Outcome]:
     """Walk the waiting prompts; ``ask(run, error)`` returns the typed text (None skips).
 
@@ -570,7 +607,12 @@ def answer_interactively(
     rt = s.runtime()
     done: List[Outcome] = []
     skipped: Set[tuple] = set()
+    notices: List[str] = []
     while True:
+        if notices and on_notice:
+            for n in notices:
+                on_notice(n)
+            notices.clear()
         queue = [r for r in pending_prompts(s, scope_run_id=scope_run_id)
                  if (r.run_id, r.effect_seq) not in skipped]
         if not queue:
@@ -587,12 +629,17 @@ def answer_interactively(
                 warnings = s._workflow_warnings(run)
                 after = rt.resume(run_id=run.run_id, payload=payload,
                                   wait_key=run.waiting.wait_key if run.waiting else None,
-                                  max_steps=max_steps, actor_id=current_actor())
+                                  max_steps=max_steps, actor_id=current_actor(),
+                                  expect_step=run.effect_seq)
             except InvalidChoiceError as exc:
                 error = str(exc)
                 continue
-            except RunNotWaitingError:
-                break  # answered elsewhere meanwhile
+            except (RunNotWaitingError, PromptMovedOnError, WaitKeyMismatchError):
+                # Answered elsewhere while the person typed: never apply the answer to a
+                # newer prompt; the outer loop shows what the run waits for now.
+                notices.append(f"run {run.run_id[:8]}: that prompt was answered elsewhere; "
+                               "your answer was not used")
+                break
             done.append(Outcome(after, warnings))
             break
 

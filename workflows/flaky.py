@@ -29,7 +29,9 @@ EFFECT_POLICY = RetryPolicy(effect_max_attempts={"fetch_quote": 3}, backoff_base
 def fetch(run, ctx):
     return StepPlan(
         node_id="fetch",
-        effect=Effect("fetch_quote", {"symbol": run.vars.get("symbol", "ACME")}, result_key="quote"),
+        # A custom effect type: run by this module's EFFECT_HANDLERS entry.
+        effect=Effect("fetch_quote", {"symbol": run.vars.get("symbol", "ACME")},
+                      result_key="quote"),
         next_node="done",
     )
 

@@ -1,11 +1,12 @@
 """Reminder: wait a relative time, then ask whether the task is done; snooze if not.
 
-Vars: ``task`` (what to do), ``delay`` (e.g. ``30s``, ``15m``, ``2h``; default 1h),
-``max_snoozes`` (default 3). The timer is durable: nothing runs while it waits, and the
-next ``abstractrt tick --all`` after the time carries on (put that in cron).
+Vars: ``task`` (what to do), ``delay`` (e.g. ``30s``, ``15m``, ``2h``, or a number of
+seconds; default 1h), ``max_snoozes`` (default 3). The timer is durable: nothing runs
+while it waits, and the next ``abstractrt tick --all`` after the time carries on (put
+that in cron).
 """
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from abstractrt_cli import Effect, EffectType, StepPlan, WorkflowSpec
 from abstractrt_cli.core.timeutil import parse_duration
@@ -17,9 +18,16 @@ def schedule(run, ctx):
     v.setdefault("delay", "1h")
     v.setdefault("snoozes", 0)
     now = datetime.fromisoformat(ctx.now_iso()).astimezone(timezone.utc)
-    # Compute the absolute time once, store it, so a replay after a crash waits for the
-    # same instant rather than a new "now + delay".
-    v["remind_at"] = (now + parse_duration(str(v["delay"]))).isoformat()
+    delay = v["delay"]
+    # `--set delay=90` arrives as the number 90: take a bare number as seconds.
+    if isinstance(delay, (int, float)) and not isinstance(delay, bool):
+        wait = timedelta(seconds=delay)
+    else:
+        wait = parse_duration(str(delay))
+    # Read the clock here and keep the absolute time in vars, rather than in `sleep`: the
+    # sleep node stays a pure function of vars (same effect, same idempotency key when it
+    # is replayed), and `abstractrt show` displays when the reminder is due.
+    v["remind_at"] = (now + wait).isoformat()
     return StepPlan(node_id="schedule", next_node="sleep")
 
 

@@ -8,17 +8,19 @@ handler for ``llm_call``, so the run waits with reason ``job``, the request in
 Vars: ``text`` (default: a short sentence).
 """
 
-from abstractrt_cli import Effect, EffectType, StepPlan, WorkflowSpec
+from abstractrt_cli import Effect, EffectType, NonRetryableError, StepPlan, WorkflowSpec
 
 
 def run_tools(run, effect):
-    # (run, effect) signature; returning a dict means "completed with this result".
+    # (run, effect) signature; returning a dict means "completed with this result", and
+    # raising means failed (retried as the effect policy says).
     results = []
     for call in effect.payload.get("calls", []):
         if call.get("name") == "word_count":
             results.append({"name": "word_count", "output": len(call["arguments"]["text"].split())})
         else:
-            raise ValueError(f"unknown tool {call.get('name')!r}")
+            # Retrying cannot make an unknown tool known: fail at once, whatever the policy.
+            raise NonRetryableError(f"unknown tool {call.get('name')!r}")
     return {"results": results}
 
 

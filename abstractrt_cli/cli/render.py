@@ -220,8 +220,11 @@ def answer_command(run: RunState) -> Optional[str]:
     if w.reason == WaitReason.UNTIL:
         return f"abstractrt tick {rid}   (or let `abstractrt tick --all` from cron do it)"
     if w.reason == WaitReason.SUBWORKFLOW:
-        child = (w.details or {}).get("sub_run_id")
-        return f"abstractrt waiting  (the child run {child} must finish first)"
+        details = w.details or {}
+        child = details.get("sub_run_id")
+        if (details.get("sub_waiting") or {}).get("reason") == "user":
+            return f"abstractrt answer {rid}   (answers the child run {child})"
+        return f"abstractrt show {child}   (the child run must finish first)"
     return None
 
 
@@ -235,7 +238,10 @@ def wait_fields(run: RunState) -> List[Tuple[str, str]]:
     if w.choices:
         out.append(("Choices", "\n".join(f"{i}) {c}" for i, c in enumerate(w.choices, 1))))
         out.append(("Free text", "allowed" if w.allow_free_text else "no — pick a choice"))
-    out.append(("Reason", w.reason.value))
+    out.append(("Waiting for", {"user": "a person's answer", "event": "an event",
+                                "until": "a time", "job": "a job done elsewhere",
+                                "subworkflow": "a child run"}.get(w.reason.value, w.reason.value)
+                + f" ({w.reason.value})"))
     if w.wait_key:
         out.append(("Wait key", w.wait_key))
     out.append(("Waiting since", f"{clock(run.updated_at)} ({ago(run.updated_at)})"))

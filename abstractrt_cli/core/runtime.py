@@ -22,6 +22,7 @@ from ..errors import (
     InvalidChoiceError,
     LimitsError,
     PayloadError,
+    PromptMovedOnError,
     RunBusyError,
     RunNotWaitingError,
     UnknownRunError,
@@ -318,16 +319,21 @@ class Runtime:
         workflow: Optional[Any] = None,
         max_steps: int = 100,
         actor_id: Optional[str] = None,
+        expect_step: Optional[int] = None,
     ) -> RunState:
         """Unblock a waiting run with ``payload`` and tick it on.
 
         Refused, with nothing changed, when the run is not waiting, the wait key differs,
         the payload is not a JSON object, or an answer is not among the allowed choices.
+        ``expect_step`` (the ``effect_seq`` of the wait that was shown to someone) refuses
+        the resume if the run has moved on meanwhile — even to a prompt with the same key.
         """
         if not isinstance(payload, dict):
             raise PayloadError(f"payload must be a JSON object, not {type(payload).__name__}")
         with self._run_store.lock(run_id, timeout=self._config.lock_timeout):
             run = self.get_state(run_id)
+            if expect_step is not None and run.effect_seq != expect_step:
+                raise PromptMovedOnError(run.run_id)
             self._check_resumable(run, wait_key, payload)
             wf = self._workflow_for(run, workflow)
             self._apply_resume(run, payload, actor_id=actor_id, source="resume")
