@@ -33,10 +33,10 @@ app = typer.Typer(
 # Options shared by every command (also accepted before the command name).
 JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
 DataDirOption = Annotated[Optional[Path], typer.Option(
-    "--data-dir", help="Where runs and ledgers live [env: ABSTRACTRT_DATA_DIR].",
+    "--data-dir", help="Where runs and ledgers live (env: ABSTRACTRT_DATA_DIR).",
     show_default=False)]
 WorkflowsOption = Annotated[Optional[Path], typer.Option(
-    "--workflows", help="The workflows directory [env: ABSTRACTRT_WORKFLOWS; default: ./workflows].",
+    "--workflows", help="The workflows directory (env: ABSTRACTRT_WORKFLOWS; default: ./workflows).",
     show_default=False)]
 MaxStepsOption = Annotated[int, typer.Option("--max-steps", min=1, help="Most node steps per tick.")]
 SetOption = Annotated[Optional[List[str]], typer.Option(
@@ -193,6 +193,7 @@ def start_cmd(
     if result.answers is not None and not as_json:
         _print_answer_report(result.answers)
     if result.answers is not None:
+        _warn(result.answers.warnings)
         for e in result.answers.errors:
             render.err(f"error: {e}")
     if not as_json:
@@ -519,6 +520,7 @@ def answer_cmd(
         s = _session(data_dir, workflows)
         scope = s.load_run(target).run_id if target else None
         report = ops.answer_with_rules(s, rules, scope_run_id=scope, max_steps=max_steps)
+        _warn(report.warnings)
         if as_json:
             render.print_json(report.to_jsonable())
         else:
@@ -539,7 +541,7 @@ def answer_cmd(
     scope = s.load_run(target).run_id if target else None
     p = render.Printer()
     outcomes = ops.answer_interactively(s, _terminal_asker(p), scope_run_id=scope,
-                                        max_steps=max_steps)
+                                        max_steps=max_steps, on_notice=render.err)
     for o in outcomes:
         _warn(o.warnings)
     p.line(f"answered {len(outcomes)} prompt(s)")
