@@ -1,0 +1,326 @@
+"""The query index of the file run store: one SQLite table beside the run files.
+
+The run files are the truth; the index only says *which* run files a query needs to read,
+so that ``tick --all``, ``waiting`` and ``runs`` cost what the matching runs cost, not
+what every run ever stored costs. (SQLite is in the standard library: no dependency.)
+
+One row per run holds the fields that change slowly, if at all::
+
+    run_id, status, workflow_id, wait_reason, wait_key, until_us, parent_run_id,
+    created_us, dirty
+
+``wait_reason``/``wait_key``/``until_us`` are set only while the run is waiting
+(``until_us``: microseconds since the epoch, only for reason ``until``), so a filter on
+them also means "waiting". Partial indexes cover each query over the *clean* rows.
+
+The invariant that keeps it honest under crashes: **a row is either dirty, or its fields
+equal those of the run file**. A save that changes indexed fields (made under the run's
+lock) first writes the row with the new fields and ``dirty = 1`` — durably — then
+replaces the run file, then clears ``dirty``. A crash in between leaves a dirty row;
+every query reads all dirty rows (normally none) besides the clean rows that match, checks
+them against their run files, and repairs them under the run's lock. A new run needs no
+dirty phase: before its file exists no query can be missing it.
+
+The caller (``FileRunStore``) owns the locking, the repair and the rebuild; this module
+is only the table, so it never reads a run file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+from .atomic import FILE_MODE
+
+SCHEMA_VERSION = "1"
+
+
+class IndexKey(NamedTuple):
+    """The indexed fields of a run (see the module docstring)."""
+
+    status: Optional[str]
+    workflow_id: Optional[str]
+    wait_reason: Optional[str]
+    wait_key: Optional[str]
+    until_us: Optional[int]
+    parent_run_id: Optional[str]
+    created_us: int
+
+
+UNKNOWN_KEY = IndexKey(None, None, None, None, None, None, 0)  # a run we could not read
+
+_COLUMNS = ("run_id, status, workflow_id, wait_reason, wait_key, until_us, parent_run_id, "
+            "created_us, dirty")
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY NOT NULL,
+        status TEXT, workflow_id TEXT, wait_reason TEXT, wait_key TEXT, until_us INTEGER,
+        parent_run_id TEXT, created_us INTEGER NOT NULL DEFAULT 0,
+        dirty INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS runs_created ON runs(created_us, run_id) WHERE dirty = 0",
+    "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_us, run_id) WHERE dirty = 0",
+    "CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow_id, created_us, run_id) "
+    "WHERE dirty = 0",
+    "CREATE INDEX IF NOT EXISTS runs_reason ON runs(wait_reason, created_us, run_id) "
+    "WHERE dirty = 0 AND wait_reason IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_wait_key ON runs(wait_key) "
+    "WHERE dirty = 0 AND wait_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_until ON runs(until_us, run_id) "
+    "WHERE dirty = 0 AND until_us IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_dirty ON runs(run_id) WHERE dirty = 1",
+]
+
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+class IndexCorruptError(Exception):
+    """The index database is unreadable; the store rebuilds it from the run files."""
+
+
+def is_corruption(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is None or (code & 0xFF) in _CORRUPT_CODES
+
+
+class RunIndex:
+    """The SQLite table of indexed run fields (one connection, shared by threads)."""
+
+    def __init__(self, path: str, *, fsync: bool = True) -> None:
+        self.path = path
+        self._fsync = fsync
+        self._mutex = threading.RLock()
+        self._conn: Optional[sqlite3.Connection] = None
+        self._ino: Optional[int] = None
+        self._sync_mode: Optional[str] = None
+        self.generation = 0  # bumped on every (re)connection
+        self._pid = os.getpid()
+
+    # ------------------------------------------------------------------ connection
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def connect(self) -> sqlite3.Connection:
+        """Open (creating if needed) the database; reconnects if the file was replaced."""
+        with self._mutex:
+            if self._conn is not None and self._pid != os.getpid():
+                # A forked child must not use its parent's SQLite connection (SQLite's
+                # rule); abandon it — closing it here could disturb the parent's.
+                self._conn, self._ino = None, None
+            if self._conn is not None:
+                try:
+                    ino = os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    ino = None
+                if ino == self._ino:
+                    return self._conn
+                self.close()  # deleted or replaced behind our back (a reindex, a user)
+            try:
+                # Created by us so it is 0600; SQLite gives the -wal/-shm files its mode.
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
+            except FileExistsError:
+                pass
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute("PRAGMA busy_timeout = 60000")
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                existing = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+                if "runs_dirty" not in existing:
+                    for stmt in _SCHEMA:
+                        conn.execute(stmt)
+            except BaseException as exc:
+                conn.close()
+                if is_corruption(exc):
+                    raise IndexCorruptError(str(exc)) from exc
+                raise
+            self._conn = conn
+            self._pid = os.getpid()
+            self._ino = os.stat(self.path).st_ino
+            self._sync_mode = None
+            self.generation += 1
+            return conn
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._conn is not None and self._pid != os.getpid():
+                self._conn, self._ino = None, None  # the parent's (see connect)
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+                    self._ino = None
+
+    def _sync(self, conn: sqlite3.Connection, durable: bool) -> None:
+        mode = "FULL" if (durable and self._fsync) else ("NORMAL" if self._fsync else "OFF")
+        if mode != self._sync_mode:
+            conn.execute(f"PRAGMA synchronous = {mode}")
+            self._sync_mode = mode
+
+    def _run(self, sql: str, params: Sequence[Any] = (), *, durable: bool = False) -> None:
+        with self._mutex:
+            conn = self.connect()
+            try:
+                self._sync(conn, durable)
+                conn.execute(sql, params)
+            except sqlite3.DatabaseError as exc:
+                if is_corruption(exc):
+                    raise IndexCorruptError(str(exc)) from exc
+                raise
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]], *, durable: bool = False) -> None:
+        with self._mutex:
+            conn = self.connect()
+            try:
+                self._sync(conn, durable)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(sql, rows)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if is_corruption(exc):
+                    raise IndexCorruptError(str(exc)) from exc
+                raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
+        with self._mutex:
+            conn = self.connect()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if is_corruption(exc):
+                    raise IndexCorruptError(str(exc)) from exc
+                raise
+
+    # ------------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> Optional[str]:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str, *, durable: bool = True) -> None:
+        self._run("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value),
+                  durable=durable)
+
+    def is_complete(self) -> bool:
+        return self.get_meta("complete") == SCHEMA_VERSION
+
+    # ------------------------------------------------------------------ rows
+
+    def put(self, run_id: str, key: IndexKey, *, dirty: bool, durable: bool) -> None:
+        """Write a run's row (``durable``: on disk before this returns, when fsync is on)."""
+        self._run(f"INSERT OR REPLACE INTO runs({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                  (run_id, *key, 1 if dirty else 0), durable=durable)
+
+    def put_many(self, rows: Iterable[Tuple[str, IndexKey, bool]], *, durable: bool) -> None:
+        self._many(f"INSERT OR REPLACE INTO runs({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                   ((rid, *key, 1 if dirty else 0) for rid, key, dirty in rows), durable=durable)
+
+    def clear_dirty(self, run_id: str, key: IndexKey) -> None:
+        """Mark the row clean if it still holds ``key`` (the fields of the file just written).
+
+        Not durable: losing it (power loss) leaves a dirty row, which is merely re-checked.
+        """
+        self._run("UPDATE runs SET dirty = 0 WHERE run_id = ? AND dirty = 1 AND status IS ? "
+                  "AND workflow_id IS ? AND wait_reason IS ? AND wait_key IS ? AND until_us IS ? "
+                  "AND parent_run_id IS ? AND created_us IS ?", (run_id, *key))
+
+    def mark_dirty(self, run_id: str) -> None:
+        """Make every query re-check this run (its fields are kept, or unknown if new)."""
+        self._run("INSERT INTO runs(run_id, created_us, dirty) VALUES (?, 0, 1) "
+                  "ON CONFLICT(run_id) DO UPDATE SET dirty = 1", (run_id,), durable=True)
+
+    def delete(self, run_id: str) -> None:
+        self._run("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    def delete_many(self, run_ids: Iterable[str]) -> None:
+        self._many("DELETE FROM runs WHERE run_id = ?", ((r,) for r in run_ids), durable=False)
+
+    def get(self, run_id: str) -> Optional[Tuple[IndexKey, bool]]:
+        rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return IndexKey(*r[1:8]), bool(r[8])
+
+    def all_ids(self) -> List[str]:
+        return [r[0] for r in self._query("SELECT run_id FROM runs")]
+
+    def count(self) -> int:
+        return int(self._query("SELECT count(*) FROM runs")[0][0])
+
+    # ------------------------------------------------------------------ queries
+
+    def dirty_ids(self) -> List[str]:
+        return [r[0] for r in self._query("SELECT run_id FROM runs WHERE dirty = 1")]
+
+    def page_runs(
+        self,
+        *,
+        status: Optional[str],
+        workflow_id: Optional[str],
+        wait_reason: Optional[str],
+        wait_key: Optional[str],
+        before: Optional[Tuple[int, str]],
+        limit: int,
+    ) -> List[Tuple[str, int]]:
+        """Clean rows matching the filters, newest first, strictly before ``before``."""
+        where = ["dirty = 0"]
+        params: List[Any] = []
+        for col, val in (("status", status), ("workflow_id", workflow_id),
+                         ("wait_reason", wait_reason), ("wait_key", wait_key)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if before is not None:
+            where.append("(created_us, run_id) < (?, ?)")
+            params.extend(before)
+        sql = (f"SELECT run_id, created_us FROM runs WHERE {' AND '.join(where)} "
+               "ORDER BY created_us DESC, run_id DESC LIMIT ?")
+        return [(r[0], r[1]) for r in self._query(sql, (*params, limit))]
+
+    def page_due(self, *, now_us: int, after: Optional[Tuple[int, str]], limit: int
+                 ) -> List[Tuple[str, int]]:
+        """Clean rows waiting ``until`` a time at or before ``now_us``, earliest first."""
+        sql = ("SELECT run_id, until_us FROM runs "
+               "WHERE dirty = 0 AND until_us IS NOT NULL AND until_us <= ?")
+        params: List[Any] = [now_us]
+        if after is not None:
+            sql += " AND (until_us, run_id) > (?, ?)"
+            params.extend(after)
+        sql += " ORDER BY until_us, run_id LIMIT ?"
+        return [(r[0], r[1]) for r in self._query(sql, (*params, limit))]
+
+    def children(self, parent_run_id: str) -> List[str]:
+        return [r[0] for r in self._query(
+            "SELECT run_id FROM runs WHERE parent_run_id = ?", (parent_run_id,))]
+
+    def page_prefix(self, prefix: str, *, after: Optional[str], limit: int) -> List[str]:
+        # Run ids use [A-Za-z0-9._-], all below '~': [prefix, prefix + '~') is the range.
+        lo = prefix if after is None else after
+        op = ">=" if after is None else ">"
+        return [r[0] for r in self._query(
+            f"SELECT run_id FROM runs WHERE run_id {op} ? AND run_id < ? ORDER BY run_id LIMIT ?",
+            (lo, prefix + "~", limit))]
+
+    def integrity_ok(self) -> bool:
+        """SQLite's own consistency check (only after an error that smelled of corruption)."""
+        try:
+            rows = self._query("PRAGMA quick_check")
+        except IndexCorruptError:
+            return False
+        return bool(rows) and rows[0][0] == "ok"

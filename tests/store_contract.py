@@ -1,0 +1,449 @@
+"""The contract every run store / ledger store pair honours (memory, files, any later one).
+
+Subclass ``StoreContract`` and provide a ``kit`` fixture returning a ``StoreKit``: the two
+stores, a way to make *someone else* hold a run's lock (a thread for an in-process
+store, a real process for a durable one), and a way to reopen the stores as a new
+process would see them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, List, Optional
+
+import pytest
+
+from abstractrt_cli.core.models import (
+    RecordKind,
+    RunState,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    WaitReason,
+    WaitState,
+)
+from abstractrt_cli.errors import RunBusyError
+from abstractrt_cli.storage.chain import verify_ledger_chain
+
+T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def iso(dt: datetime) -> str:
+    return dt.isoformat()
+
+
+class LockHolder:
+    """Someone other than the caller holding a run's lock, until ``release()``."""
+
+    def release(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class StoreKit:
+    """What a contract test needs from one kind of store."""
+
+    def __init__(self, run_store: Any, ledger_store: Any) -> None:
+        self.run_store = run_store
+        self.ledger_store = ledger_store
+
+    def hold_lock_elsewhere(self, run_id: str) -> LockHolder:
+        raise NotImplementedError
+
+    def reopen(self) -> "StoreKit":
+        """The stores as a fresh process would open them (same data)."""
+        raise NotImplementedError
+
+
+class ThreadLockHolder(LockHolder):
+    """Holds a lock from another thread (for in-process stores)."""
+
+    def __init__(self, store: Any, run_id: str) -> None:
+        self._locked = threading.Event()
+        self._release = threading.Event()
+        self._errors: List[BaseException] = []
+
+        def hold() -> None:
+            try:
+                with store.lock(run_id, timeout=5):
+                    self._locked.set()
+                    self._release.wait(30)
+            except BaseException as exc:  # surfaced by the test through _errors
+                self._errors.append(exc)
+                self._locked.set()
+
+        self._thread = threading.Thread(target=hold, daemon=True)
+        self._thread.start()
+        assert self._locked.wait(10), "helper thread never took the lock"
+        assert not self._errors, self._errors
+
+    def release(self) -> None:
+        self._release.set()
+        self._thread.join(10)
+
+
+def make_run(run_id: str, *, workflow_id: str = "wf", status: RunStatus = RunStatus.RUNNING,
+             created: datetime = T0, waiting: Optional[WaitState] = None,
+             parent_run_id: Optional[str] = None, **vars: Any) -> RunState:
+    return RunState(run_id=run_id, workflow_id=workflow_id, status=status, current_node="n1",
+                    vars=dict(vars), waiting=waiting, created_at=iso(created),
+                    updated_at=iso(created), parent_run_id=parent_run_id)
+
+
+def user_wait(key: str = "k") -> WaitState:
+    return WaitState(reason=WaitReason.USER, wait_key=key, prompt="ok?", choices=["yes", "no"],
+                     allow_free_text=False, result_key="answer", resume_to_node="n2")
+
+
+def until_wait(until: str) -> WaitState:
+    return WaitState(reason=WaitReason.UNTIL, until=until, resume_to_node="n2")
+
+
+def record(run_id: str, n: int, **kw: Any) -> StepRecord:
+    return StepRecord(run_id=run_id, step_id=f"s{n}", node_id=f"node{n}",
+                      status=kw.pop("status", StepStatus.COMPLETED),
+                      effect={"type": "noop", "payload": {"n": n}, "result_key": None},
+                      result={"n": n, "text": "héllo ✓"}, idempotency_key=f"key{n}",
+                      kind=kw.pop("kind", RecordKind.EFFECT), **kw)
+
+
+def ids(runs: List[RunState]) -> List[str]:
+    return [r.run_id for r in runs]
+
+
+class StoreContract:
+    """Behaviour shared by every store pair. Subclasses provide the ``kit`` fixture."""
+
+    # ------------------------------------------------------------------ runs: save/load
+
+    def test_save_load_round_trip(self, kit: StoreKit) -> None:
+        run = make_run("run-1", waiting=user_wait(), status=RunStatus.WAITING,
+                       parent_run_id="parent-1", nested={"a": [1, 2, {"b": None}]},
+                       text="héllo ✓")
+        run.output = {"x": 1}
+        run.effect_seq, run.ledger_count, run.ledger_head = 3, 4, "ab" * 32
+        run.pending_retry = {"idempotency_key": "k", "attempt": 2}
+        kit.run_store.save(run)
+        loaded = kit.run_store.load("run-1")
+        assert loaded == run
+        assert loaded is not run
+        loaded.vars["nested"]["a"].append(3)  # a copy: changing it changes nothing stored
+        assert kit.run_store.load("run-1") == run
+        assert kit.reopen().run_store.load("run-1") == run
+
+    def test_load_missing_is_none(self, kit: StoreKit) -> None:
+        assert kit.run_store.load("no-such-run") is None
+
+    def test_save_replaces(self, kit: StoreKit) -> None:
+        run = make_run("run-1", step=1)
+        kit.run_store.save(run)
+        run.vars["step"] = 2
+        run.status = RunStatus.COMPLETED
+        run.output = {"done": True}
+        kit.run_store.save(run)
+        assert kit.run_store.load("run-1") == run
+        assert kit.reopen().run_store.load("run-1") == run
+
+    # ------------------------------------------------------------------ locks
+
+    def test_lock_is_exclusive_and_try_lock_fails_at_once(self, kit: StoreKit) -> None:
+        holder = kit.hold_lock_elsewhere("run-1")
+        try:
+            t = time.monotonic()
+            with pytest.raises(RunBusyError) as ei:
+                with kit.run_store.lock("run-1", timeout=0):
+                    pytest.fail("got a lock someone else holds")
+            assert time.monotonic() - t < 0.5  # timeout=0 tries once
+            assert ei.value.run_id == "run-1" and ei.value.exit_code == 4
+            with kit.run_store.lock("run-2", timeout=0):  # other runs are not affected
+                pass
+        finally:
+            holder.release()
+        with kit.run_store.lock("run-1", timeout=5):
+            pass
+
+    def test_lock_timeout_expires(self, kit: StoreKit) -> None:
+        holder = kit.hold_lock_elsewhere("run-1")
+        try:
+            t = time.monotonic()
+            with pytest.raises(RunBusyError):
+                with kit.run_store.lock("run-1", timeout=0.3):
+                    pytest.fail("got a lock someone else holds")
+            assert 0.25 <= time.monotonic() - t < 3
+        finally:
+            holder.release()
+
+    def test_lock_waits_for_release(self, kit: StoreKit) -> None:
+        holder = kit.hold_lock_elsewhere("run-1")
+        timer = threading.Timer(0.3, holder.release)
+        timer.start()
+        try:
+            t = time.monotonic()
+            with kit.run_store.lock("run-1", timeout=10):
+                waited = time.monotonic() - t
+            assert waited >= 0.2
+        finally:
+            timer.join()
+
+    def test_lock_is_released_on_error(self, kit: StoreKit) -> None:
+        with pytest.raises(ValueError):
+            with kit.run_store.lock("run-1", timeout=1):
+                raise ValueError("boom")
+        with kit.run_store.lock("run-1", timeout=0):
+            pass
+
+    def test_same_thread_cannot_take_a_held_lock_again(self, kit: StoreKit) -> None:
+        with kit.run_store.lock("run-1", timeout=1):
+            with pytest.raises(RunBusyError):
+                with kit.run_store.lock("run-1", timeout=0):
+                    pass
+
+    # ------------------------------------------------------------------ list_runs
+
+    def _population(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        specs = [
+            ("r0", "alpha", RunStatus.COMPLETED, None),
+            ("r1", "alpha", RunStatus.RUNNING, None),
+            ("r2", "beta", RunStatus.WAITING, user_wait("key-a")),
+            ("r3", "alpha", RunStatus.WAITING, user_wait("key-b")),
+            ("r4", "beta", RunStatus.WAITING, WaitState(reason=WaitReason.EVENT, wait_key="key-a")),
+            ("r5", "beta", RunStatus.FAILED, None),
+            ("r6", "alpha", RunStatus.WAITING, until_wait(iso(T0 + timedelta(days=1)))),
+            ("r7", "gamma", RunStatus.CANCELLED, None),
+        ]
+        # Saved in an order unrelated to creation time, which is what lists sort on.
+        for i in (3, 0, 7, 5, 1, 6, 2, 4):
+            rid, wf, st, w = specs[i]
+            rs.save(make_run(rid, workflow_id=wf, status=st, waiting=w,
+                             created=T0 + timedelta(minutes=i)))
+
+    def test_list_runs_newest_first(self, kit: StoreKit) -> None:
+        self._population(kit)
+        assert ids(kit.run_store.list_runs()) == ["r7", "r6", "r5", "r4", "r3", "r2", "r1", "r0"]
+        assert ids(kit.run_store.list_runs(limit=3)) == ["r7", "r6", "r5"]
+        assert kit.run_store.list_runs(limit=0) == []
+
+    @pytest.mark.parametrize("query, expected", [
+        ({"status": RunStatus.WAITING}, ["r6", "r4", "r3", "r2"]),
+        ({"status": RunStatus.RUNNING}, ["r1"]),
+        ({"status": RunStatus.COMPLETED}, ["r0"]),
+        ({"workflow_id": "alpha"}, ["r6", "r3", "r1", "r0"]),
+        ({"workflow_id": "nope"}, []),
+        ({"status": RunStatus.WAITING, "workflow_id": "beta"}, ["r4", "r2"]),
+        ({"wait_reason": WaitReason.USER}, ["r3", "r2"]),
+        ({"status": RunStatus.WAITING, "wait_reason": WaitReason.UNTIL}, ["r6"]),
+        ({"wait_key": "key-a"}, ["r4", "r2"]),
+        ({"wait_key": "key-a", "wait_reason": WaitReason.EVENT}, ["r4"]),
+        ({"status": RunStatus.WAITING, "workflow_id": "alpha", "limit": 1}, ["r6"]),
+        ({"status": RunStatus.RUNNING, "wait_reason": WaitReason.USER}, []),
+    ])
+    def test_list_runs_filters(self, kit: StoreKit, query: dict, expected: List[str]) -> None:
+        self._population(kit)
+        assert ids(kit.run_store.list_runs(**query)) == expected
+        assert ids(kit.reopen().run_store.list_runs(**query)) == expected
+
+    def test_list_runs_follows_status_changes(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        run = make_run("r1")
+        rs.save(run)
+        assert ids(rs.list_runs(status=RunStatus.RUNNING)) == ["r1"]
+        run.status, run.waiting = RunStatus.WAITING, user_wait("k1")
+        rs.save(run)
+        assert ids(rs.list_runs(status=RunStatus.RUNNING)) == []
+        assert ids(rs.list_runs(wait_key="k1")) == ["r1"]
+        run.waiting = user_wait("k2")  # same status, another wait key
+        rs.save(run)
+        assert ids(rs.list_runs(wait_key="k1")) == []
+        assert ids(rs.list_runs(wait_key="k2")) == ["r1"]
+        run.status, run.waiting = RunStatus.COMPLETED, None
+        rs.save(run)
+        assert ids(rs.list_runs(status=RunStatus.WAITING)) == []
+        assert ids(rs.list_runs(wait_key="k2")) == []
+        assert ids(kit.reopen().run_store.list_runs(status=RunStatus.COMPLETED)) == ["r1"]
+
+    def test_list_runs_returns_copies(self, kit: StoreKit) -> None:
+        kit.run_store.save(make_run("r1", x=1))
+        kit.run_store.list_runs()[0].vars["x"] = 2
+        assert kit.run_store.load("r1").vars["x"] == 1
+
+    # ------------------------------------------------------------------ due query
+
+    def test_due_wait_until_compares_real_times(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        # 12:00+05:00 is 07:00Z: due at 07:30Z although the string sorts after it.
+        rs.save(make_run("tz-plus5", status=RunStatus.WAITING,
+                         waiting=until_wait("2030-01-01T12:00:00+05:00")))
+        rs.save(make_run("zulu-early", status=RunStatus.WAITING,
+                         waiting=until_wait("2030-01-01T06:00:00Z")))
+        rs.save(make_run("zulu-late", status=RunStatus.WAITING,
+                         waiting=until_wait("2030-01-01T08:00:00Z")))
+        rs.save(make_run("exact", status=RunStatus.WAITING,
+                         waiting=until_wait("2030-01-01T07:30:00+00:00")))
+        # Not candidates: not waiting on time, or not waiting at all.
+        rs.save(make_run("user", status=RunStatus.WAITING, waiting=user_wait()))
+        rs.save(make_run("done", status=RunStatus.COMPLETED,
+                         waiting=until_wait("2030-01-01T00:00:00Z")))
+        now = datetime(2030, 1, 1, 7, 30, tzinfo=timezone.utc)
+        assert ids(rs.list_due_wait_until(now=now)) == ["zulu-early", "tz-plus5", "exact"]
+        assert ids(rs.list_due_wait_until(now=now, limit=2)) == ["zulu-early", "tz-plus5"]
+        # ``now`` in another zone is the same instant.
+        now_plus2 = now.astimezone(timezone(timedelta(hours=2)))
+        assert ids(kit.reopen().run_store.list_due_wait_until(now=now_plus2)) == [
+            "zulu-early", "tz-plus5", "exact"]
+        later = datetime(2030, 1, 1, 8, 0, tzinfo=timezone.utc)
+        assert ids(rs.list_due_wait_until(now=later)) == [
+            "zulu-early", "tz-plus5", "exact", "zulu-late"]
+        assert rs.list_due_wait_until(now=datetime(2029, 1, 1, tzinfo=timezone.utc)) == []
+
+    def test_due_run_leaves_the_due_list_when_resumed(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        run = make_run("t1", status=RunStatus.WAITING, waiting=until_wait("2030-01-01T00:00:00Z"))
+        rs.save(run)
+        now = datetime(2030, 6, 1, tzinfo=timezone.utc)
+        assert ids(rs.list_due_wait_until(now=now)) == ["t1"]
+        run.status, run.waiting = RunStatus.RUNNING, None
+        rs.save(run)
+        assert rs.list_due_wait_until(now=now) == []
+        assert kit.reopen().run_store.list_due_wait_until(now=now) == []
+
+    # ------------------------------------------------------------------ children, prefix
+
+    def test_list_children(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        rs.save(make_run("parent"))
+        rs.save(make_run("kid-b", parent_run_id="parent", status=RunStatus.COMPLETED,
+                         created=T0 + timedelta(seconds=2)))
+        rs.save(make_run("kid-a", parent_run_id="parent", status=RunStatus.WAITING,
+                         waiting=user_wait(), created=T0 + timedelta(seconds=1)))
+        rs.save(make_run("kid-c", parent_run_id="parent", created=T0 + timedelta(seconds=3)))
+        rs.save(make_run("other-kid", parent_run_id="other"))
+        assert ids(rs.list_children(parent_run_id="parent")) == ["kid-a", "kid-b", "kid-c"]
+        done = rs.list_children(parent_run_id="parent", status=RunStatus.COMPLETED)
+        assert ids(done) == ["kid-b"]
+        assert ids(kit.reopen().run_store.list_children(
+            parent_run_id="parent", status=RunStatus.WAITING)) == ["kid-a"]
+        assert rs.list_children(parent_run_id="kid-a") == []
+
+    def test_match_prefix(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        for rid in ("abc123", "abc124", "abd000", "xyz", "ab"):
+            rs.save(make_run(rid))
+        assert rs.match_prefix("abc") == ["abc123", "abc124"]
+        assert rs.match_prefix("ab") == ["ab", "abc123", "abc124", "abd000"]
+        assert rs.match_prefix("ab", limit=2) == ["ab", "abc123"]
+        assert rs.match_prefix("abc123") == ["abc123"]
+        assert rs.match_prefix("q") == []
+        assert kit.reopen().run_store.match_prefix("abd") == ["abd000"]
+
+    # ------------------------------------------------------------------ ledger
+
+    def test_ledger_append_list_head_chain(self, kit: StoreKit) -> None:
+        ls = kit.ledger_store
+        assert ls.head("run-1") == (0, None)
+        assert ls.list("run-1") == []
+        assert ls.records_since("run-1", 0) == []
+        stored = []
+        for n in range(5):
+            rec = record("run-1", n)
+            out = ls.append(rec)
+            assert out["seq"] == n == rec.seq
+            assert out["record_hash"] == rec.record_hash and len(rec.record_hash) == 64
+            prev = stored[-1]["record_hash"] if stored else None
+            assert out["prev_hash"] == rec.prev_hash == prev
+            stored.append(out)
+        ls.append(record("run-2", 0))  # another run's ledger is separate
+        records = ls.list("run-1")
+        assert [r["step_id"] for r in records] == [f"s{n}" for n in range(5)]
+        assert records == stored
+        assert records[1]["result"] == {"n": 1, "text": "héllo ✓"}
+        assert ls.head("run-1") == (5, stored[-1]["record_hash"])
+        assert ls.head("run-2")[0] == 1
+        report = verify_ledger_chain(records, expected_count=5,
+                                     expected_head=stored[-1]["record_hash"])
+        assert report["ok"], report
+        assert verify_ledger_chain(ls.list("run-2"))["ok"]
+
+    def test_records_since(self, kit: StoreKit) -> None:
+        ls = kit.ledger_store
+        for n in range(6):
+            ls.append(record("run-1", n))
+        assert [r["seq"] for r in ls.records_since("run-1", 0)] == [0, 1, 2, 3, 4, 5]
+        assert [r["seq"] for r in ls.records_since("run-1", 4)] == [4, 5]
+        assert [r["step_id"] for r in ls.records_since("run-1", 5)] == ["s5"]
+        assert ls.records_since("run-1", 6) == []
+        assert ls.records_since("run-1", 60) == []
+        fresh = kit.reopen().ledger_store
+        assert [r["seq"] for r in fresh.records_since("run-1", 3)] == [3, 4, 5]
+        assert fresh.records_since("run-1", 3) == ls.records_since("run-1", 3)
+
+    def test_ledger_head_and_append_after_reopen(self, kit: StoreKit) -> None:
+        ls = kit.ledger_store
+        for n in range(3):
+            ls.append(record("run-1", n))
+        head = ls.head("run-1")
+        fresh = kit.reopen().ledger_store
+        assert fresh.head("run-1") == head
+        out = fresh.append(record("run-1", 3))
+        assert out["seq"] == 3 and out["prev_hash"] == head[1]
+        records = kit.reopen().ledger_store.list("run-1")
+        assert len(records) == 4
+        report = verify_ledger_chain(records, expected_count=4, expected_head=out["record_hash"])
+        assert report["ok"], report
+
+    def test_verify_catches_an_edit(self, kit: StoreKit) -> None:
+        ls = kit.ledger_store
+        for n in range(4):
+            ls.append(record("run-1", n))
+        records = ls.list("run-1")
+        records[2]["result"] = {"n": 99}
+        report = verify_ledger_chain(records)
+        assert not report["ok"] and report["first_bad_index"] == 2
+
+    def test_operator_records_are_chained_too(self, kit: StoreKit) -> None:
+        ls = kit.ledger_store
+        ls.append(record("run-1", 0, status=StepStatus.WAITING))
+        ls.append(record("run-1", 1, kind=RecordKind.RESUME, status=StepStatus.RESUMED,
+                         actor_id="alice"))
+        records = ls.list("run-1")
+        assert [r["kind"] for r in records] == ["effect", "resume"]
+        assert records[1]["actor_id"] == "alice"
+        assert verify_ledger_chain(records)["ok"]
+
+
+def run_with_threads(n: int, fn: Callable[[int], None]) -> None:
+    """Run ``fn(i)`` in ``n`` threads and re-raise the first failure."""
+    errors: List[BaseException] = []
+
+    def target(i: int) -> None:
+        try:
+            fn(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise errors[0]
+
+
+class ThreadSafetyContract:
+    """Threads of one process sharing a store instance (mixed into StoreContract users)."""
+
+    def test_threads_serialise_on_the_run_lock(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        rs.save(make_run("counter", n=0))
+
+        def bump(_: int) -> None:
+            for _ in range(10):
+                with rs.lock("counter", timeout=10):
+                    run = rs.load("counter")
+                    run.vars["n"] += 1
+                    rs.save(run)
+
+        run_with_threads(4, bump)
+        assert rs.load("counter").vars["n"] == 40

@@ -1,0 +1,106 @@
+"""The store contract (tests/store_contract.py), run against every store we ship."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from store_contract import (
+    LockHolder,
+    StoreContract,
+    StoreKit,
+    ThreadLockHolder,
+    ThreadSafetyContract,
+)
+
+from abstractrt_cli.storage import (
+    FileLedgerStore,
+    FileRunStore,
+    InMemoryLedgerStore,
+    InMemoryRunStore,
+)
+
+HOLD_LOCK = Path(__file__).parent / "assets" / "storage" / "hold_lock.py"
+
+
+class MemoryKit(StoreKit):
+    def hold_lock_elsewhere(self, run_id: str) -> LockHolder:
+        return ThreadLockHolder(self.run_store, run_id)
+
+    def reopen(self) -> "StoreKit":
+        return self  # nothing outlives the process: the same objects are the "reopened" ones
+
+
+class ProcessLockHolder(LockHolder):
+    """A real other process holding the lock (flock is per process, so a thread won't do)."""
+
+    def __init__(self, data_dir: Path, run_id: str) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, str(HOLD_LOCK), str(data_dir), run_id],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline().strip()
+        assert line == "locked", f"lock holder said {line!r}"
+
+    def release(self) -> None:
+        if self._proc.returncode is None:
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            self._proc.stdin.write("go\n")
+            self._proc.stdin.close()
+            self._proc.wait(10)
+            self._proc.stdout.close()
+
+
+class FileKit(StoreKit):
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._opened = []
+        super().__init__(*self._open())
+
+    def _open(self):
+        rs, ls = FileRunStore(self.data_dir), FileLedgerStore(self.data_dir)
+        self._opened.append(rs)
+        return rs, ls
+
+    def hold_lock_elsewhere(self, run_id: str) -> LockHolder:
+        return ProcessLockHolder(self.data_dir, run_id)
+
+    def reopen(self) -> "StoreKit":
+        kit = StoreKit(*self._open())
+        return kit
+
+    def close(self) -> None:
+        for rs in self._opened:
+            rs.close()
+
+
+class TestMemoryStores(StoreContract, ThreadSafetyContract):
+    @pytest.fixture
+    def kit(self) -> StoreKit:
+        return MemoryKit(InMemoryRunStore(), InMemoryLedgerStore())
+
+
+class TestFileStores(StoreContract, ThreadSafetyContract):
+    @pytest.fixture
+    def kit(self, tmp_path: Path):
+        kit = FileKit(tmp_path / "data")
+        yield kit
+        kit.close()
+
+
+class TestFileStoresWithoutFsync(StoreContract):
+    """``fsync=False`` changes durability under power loss, never behaviour."""
+
+    @pytest.fixture
+    def kit(self, tmp_path: Path):
+        class NoSyncKit(FileKit):
+            def _open(self):
+                rs = FileRunStore(self.data_dir, fsync=False)
+                self._opened.append(rs)
+                return rs, FileLedgerStore(self.data_dir, fsync=False)
+
+        kit = NoSyncKit(tmp_path / "data")
+        yield kit
+        kit.close()
