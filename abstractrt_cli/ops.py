@@ -293,7 +293,23 @@ def waiting(s: Session, *, workflow_id: Optional[str] = None,
     runs = s.run_store.list_runs(status=RunStatus.WAITING, workflow_id=workflow_id,
                                  wait_reason=reason)
     runs.sort(key=lambda r: r.updated_at)
+    for run in runs:
+        _refresh_child_wait(s, run)
     return runs
+
+
+def _refresh_child_wait(s: Session, run: RunState) -> None:
+    """Show what a parent's child waits for *now* (the parent recorded its first wait)."""
+    w = run.waiting
+    if w is None or w.reason != WaitReason.SUBWORKFLOW or not w.details:
+        return
+    child = _load_quietly(s.run_store, w.details.get("sub_run_id"))
+    if child is None:
+        return
+    cw = child.waiting
+    w.details["sub_status"] = child.status.value
+    w.details["sub_waiting"] = ({"reason": cw.reason.value, "wait_key": cw.wait_key,
+                                 "prompt": cw.prompt} if cw else None)
 
 
 @dataclass

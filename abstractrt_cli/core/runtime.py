@@ -275,6 +275,8 @@ class Runtime:
         """Create a run at the workflow's entry node (not ticked) and return its id."""
         if vars is not None and not isinstance(vars, dict):
             raise PayloadError("vars must be a JSON object")
+        if run_id is not None and self._run_store.load(run_id) is not None:
+            raise ValueError(f"a run with id {run_id!r} already exists")
         run_vars = dict(vars or {})
         run_vars.setdefault("_limits", self._config.to_limits_dict())
         run = RunState.new(

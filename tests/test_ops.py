@@ -1,0 +1,71 @@
+"""ops.py as a library: what commands do, without the CLI around them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from abstractrt_cli import ops
+from abstractrt_cli.core.models import RunStatus, WaitReason
+from abstractrt_cli.settings import Settings
+
+CHILD_ASKS_TWICE = '''
+from abstractrt_cli import Effect, EffectType, StepPlan, WorkflowSpec
+
+def q1(run, ctx):
+    return StepPlan("q1", effect=Effect(EffectType.ASK_USER, {"prompt": "First?"}, "a1"), next_node="q2")
+
+def q2(run, ctx):
+    return StepPlan("q2", effect=Effect(EffectType.ASK_USER, {"prompt": "Second?"}, "a2"), next_node="end")
+
+def end(run, ctx):
+    return StepPlan("end", complete_output={"a": [run.vars["a1"]["response"], run.vars["a2"]["response"]]})
+
+child = WorkflowSpec("child", "q1", {"q1": q1, "q2": q2, "end": end})
+
+def start_child(run, ctx):
+    return StepPlan("start", effect=Effect(EffectType.START_SUBWORKFLOW, {"workflow_id": "child"}, "kid"),
+                    next_node="done")
+
+def done(run, ctx):
+    return StepPlan("done", complete_output=run.vars["kid"]["output"])
+
+parent = WorkflowSpec("parent", "start", {"start": start_child, "done": done})
+'''
+
+
+@pytest.fixture
+def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ops.Session:
+    wf = tmp_path / "workflows"
+    wf.mkdir()
+    (wf / "family.py").write_text(CHILD_ASKS_TWICE, encoding="utf-8")
+    monkeypatch.setenv("ABSTRACTRT_ACTOR", "tester")
+    return ops.Session(Settings(data_dir=tmp_path / "data", workflows_dir=wf,
+                                data_dir_from="option", workflows_dir_from="option"))
+
+
+def test_waiting_shows_what_a_child_waits_for_now(session: ops.Session) -> None:
+    parent = ops.start(session, "parent", vars={}).run
+    assert parent.waiting is not None and parent.waiting.reason == WaitReason.SUBWORKFLOW
+    child_id = parent.waiting.details["sub_run_id"]
+    ops.resume(session, child_id, {"response": "one"})
+
+    listed = {r.run_id: r for r in ops.waiting(session)}
+    details = listed[parent.run_id].waiting.details
+    assert details["sub_waiting"]["prompt"] == "Second?"
+    # The parent's file still records the first wait: the refresh is for display only.
+    assert session.run_store.load(parent.run_id).waiting.details["sub_waiting"]["prompt"] == "First?"
+
+    ops.resume(session, child_id, {"response": "two"})
+    final = session.run_store.load(parent.run_id)
+    assert final.status == RunStatus.COMPLETED
+    assert final.output == {"a": ["one", "two"]}
+
+
+def test_start_refuses_an_existing_run_id(session: ops.Session) -> None:
+    run = ops.start(session, "child", vars={}).run
+    rt = session.runtime()
+    with pytest.raises(ValueError, match="already exists"):
+        rt.start(workflow=session.workflows.entry("child").spec, run_id=run.run_id)
+    assert session.run_store.load(run.run_id).waiting.prompt == "First?"
