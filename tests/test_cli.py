@@ -1112,3 +1112,44 @@ def test_config_file_supplies_dirs(cli, tmp_path, monkeypatch):
 def test_data_dir_is_private(cli):
     cli.start("approval")
     assert (cli.data_dir.stat().st_mode & 0o777) == 0o700
+
+
+# ---------------------------------------------------------------------------- rich output
+
+
+def test_rich_output_in_a_terminal(cli, monkeypatch):
+    """The rich (terminal) rendering of every view works and shows the same facts."""
+    from abstractrt_cli.cli import render
+
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(render, "is_plain", lambda: False)
+    rid = approval_waiting(cli, "--set", "title=Laptop")["run_id"]
+    cli.write_workflow("broken.py", "raise ValueError('nope')\n")
+    r = cli("workflows")
+    assert r.exit_code == 1 and "approval" in r.stdout and "ValueError" in r.stdout
+    checks = {
+        ("waiting",): ["Approve expense 'Laptop'", "1) approve", f"approval:{rid}"],
+        ("runs",): [rid[:8], "approval", "waiting"],
+        ("show", rid): [rid, "Prompt", '"title": "Laptop"'],
+        ("ledger", rid): ["ask_user", "waiting"],
+        ("limits", rid): ["max_iterations", "25"],
+        ("resume", rid, "--answer", "approve"): ["Reason for 'approve'"],
+        ("cancel", rid): ["cancelled"],
+    }
+    for args, needles in checks.items():
+        r = cli.ok(*args)
+        flat = " ".join(r.stdout.replace("│", " ").split())
+        for n in needles:
+            assert " ".join(n.split()) in flat, (n, r.output)
+
+
+def test_rich_progress_for_a_big_tick_all(cli, monkeypatch):
+    from abstractrt_cli.cli import app as app_module
+    from abstractrt_cli.cli import render
+
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(render, "is_plain", lambda: False)
+    for i in range(app_module._ProgressBar.THRESHOLD):
+        cli.start_with_id("deploy_gate", f"bulk-{i:03d}")
+    r = cli.ok("tick", "--all")
+    assert "20 moved (0 completed, 20 waiting" in " ".join(r.stdout.split()), r.output

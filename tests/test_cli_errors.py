@@ -6,6 +6,7 @@ as it was.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -288,6 +289,22 @@ def test_missing_payload_file(cli, waiting_run, tmp_path):
         cli, 1, ["emit", "ci:web:1.0.0", "--payload-file", str(missing)], f"cannot read {missing}"
     )
     refused(cli, 1, ["start", "approval", "--answers", str(missing)], f"cannot read {missing}")
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode"
+)
+def test_payload_file_without_read_permission(cli, waiting_run, tmp_path):
+    f = tmp_path / "secret.json"
+    f.write_text('{"response": "approve"}')
+    f.chmod(0)
+    refused(
+        cli,
+        1,
+        ["resume", waiting_run, "--payload-file", str(f)],
+        f"cannot read {f}",
+        "ermission denied",
+    )
 
 
 def test_unreadable_payload_files(cli, waiting_run, tmp_path):

@@ -562,16 +562,56 @@ def test_run_files_restored_behind_the_index_need_a_rebuild(data_dir: Path,
     rs2.close()
 
 
-def test_rebuild_skips_a_run_another_holder_has_locked(data_dir: Path, rs: FileRunStore) -> None:
-    rs.save(make_run("r1"))
-    rs2, _ = fresh(data_dir)
-    with rs.lock("r1", timeout=1):
-        stats = rs2.rebuild_index()  # same process: the registry knows r1 is held
-    assert stats["busy"] == 1
-    assert index_rows(data_dir)["r1"][-1] == 1  # dirty: the next query checks it
-    assert ids(rs2.list_runs(status=RunStatus.RUNNING)) == ["r1"]
-    assert index_rows(data_dir)["r1"][-1] == 0
-    rs2.close()
+def test_rebuild_and_index_changing_saves_exclude_each_other(data_dir: Path,
+                                                             rs: FileRunStore) -> None:
+    import threading
+    import time
+
+    from abstractrt_cli.storage import locks
+
+    run = make_run("r1")
+    rs.save(run)
+    assert rs.load("r1") is not None
+    other, _ = fresh(data_dir)
+    other.list_runs()  # its index is open and checked
+
+    # A rebuild waits for a save that is changing a row and its file.
+    in_save = threading.Event()
+
+    def slow_save() -> None:
+        with other._writers.shared():
+            in_save.set()
+            time.sleep(0.3)
+
+    t = threading.Thread(target=slow_save)
+    t.start()
+    in_save.wait(5)
+    t0 = time.monotonic()
+    rs.rebuild_index()
+    assert time.monotonic() - t0 >= 0.2
+    t.join()
+
+    # A save that changes indexed fields waits for a rebuild; one that changes none does not.
+    in_rebuild = threading.Event()
+
+    def slow_rebuild() -> None:
+        with locks.held(str(data_dir / "index" / "rebuild.lock"), 5, RuntimeError):
+            in_rebuild.set()
+            time.sleep(0.3)
+
+    t = threading.Thread(target=slow_rebuild)
+    t.start()
+    in_rebuild.wait(5)
+    t0 = time.monotonic()
+    run.vars["x"] = 1
+    rs.save(run)  # same status: the hot path
+    assert time.monotonic() - t0 < 0.2
+    run.status = RunStatus.COMPLETED
+    rs.save(run)
+    assert time.monotonic() - t0 >= 0.2
+    t.join()
+    assert ids(other.list_runs(status=RunStatus.COMPLETED)) == ["r1"]
+    other.close()
 
 
 def test_queries_read_only_matching_runs(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -717,3 +757,39 @@ def test_a_forked_child_opens_its_own_index_connection(data_dir: Path, rs: FileR
     assert sorted(ids(rs.list_runs())) == ["before-fork", "from-child"]
     rs.save(make_run("after-fork", status=RunStatus.COMPLETED))
     assert sorted(ids(rs.list_runs(status=RunStatus.COMPLETED))) == ["after-fork", "from-child"]
+
+
+def test_interrupted_rebuild_is_redone(data_dir: Path, rs: FileRunStore,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(5):
+        rs.save(make_run(f"r{i}", status=RunStatus.COMPLETED))
+    calls = []
+    real_load = FileRunStore.load
+
+    def dying_load(self: FileRunStore, rid: str) -> Any:
+        calls.append(rid)
+        if len(calls) == 3:
+            raise Crash()
+        return real_load(self, rid)
+
+    monkeypatch.setattr(FileRunStore, "load", dying_load)
+    with pytest.raises(Crash):
+        rs.rebuild_index()
+    monkeypatch.undo()
+    rs2, _ = fresh(data_dir)
+    assert sorted(ids(rs2.list_runs(status=RunStatus.COMPLETED))) == [f"r{i}" for i in range(5)]
+    idx = RunIndex(str(data_dir / "index" / "index.sqlite3"))
+    assert idx.is_complete()
+    idx.close()
+    rs2.close()
+
+
+def test_run_file_is_indented_json_people_can_read(rs: FileRunStore) -> None:
+    run = make_run("r1", status=RunStatus.WAITING, waiting=user_wait(), note="héllo ✓",
+                   deep={"a": {"b": [1, 2]}})
+    rs.save(run)
+    text = Path(rs.path_of("r1")).read_text(encoding="utf-8")
+    assert text.startswith('{\n  "run_id": "r1",\n  "workflow_id": "wf",\n')
+    assert '\n    "reason": "user",\n' in text  # waiting, one field a line
+    assert "héllo ✓" in text  # not \\u-escaped
+    assert json.loads(text) == run.to_jsonable()

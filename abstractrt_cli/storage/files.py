@@ -224,9 +224,11 @@ class FileRunStore:
         self._fsync = fsync
         self._index = RunIndex(self._layout.index_db, fsync=fsync)
         self._index_checked_gen = -1
+        # Held shared by index-changing saves, exclusively by a rebuild (locks.SharedFlock).
+        self._writers = locks.SharedFlock(self._layout.rebuild_lock)
         # run_id -> (indexed fields, identity of the run file that has them)
         self._known: Dict[str, Tuple[IndexKey, FileIdent]] = {}
-        self._finalizer = weakref.finalize(self, RunIndex.close, self._index)
+        self._finalizer = weakref.finalize(self, _close_all, self._index, self._writers)
 
     @property
     def data_dir(self) -> str:
@@ -237,8 +239,8 @@ class FileRunStore:
         return self._layout.run_path(validate_run_id(run_id))
 
     def close(self) -> None:
-        """Close the index connection (reopened on next use)."""
-        self._index.close()
+        """Close the index connection and lock file (reopened on next use)."""
+        _close_all(self._index, self._writers)
 
     def __enter__(self) -> "FileRunStore":
         return self
@@ -271,29 +273,37 @@ class FileRunStore:
         if not mine and not locks.try_acquire(lp, SAVE_LOCK_TIMEOUT, prepare=self._lock_dir(rid)):
             raise RunBusyError(rid)
         try:
-            new = not os.path.exists(path)
-
-            def write_ahead(idx: RunIndex) -> bool:
-                # Fields we know changed need no look at the row; otherwise it may be right.
-                if not known and idx.get(rid) == (key, False):
-                    return False  # already what the file is about to say
-                if new:
-                    # A new run: no query can be missing it yet, so no dirty phase.
-                    idx.put(rid, key, dirty=False, durable=True)
-                    return False
-                idx.put(rid, key, dirty=True, durable=True)
-                return True
-
-            dirty = self._with_index(write_ahead)
-            if new:
-                self._create_ledger_file(rid)
-            ident = self._write(path, rid, data)
-            self._remember(rid, key, ident)
-            if dirty:
-                self._with_index(lambda idx: idx.clear_dirty(rid, key))
+            for attempt in (1, 2):
+                self._with_index(_ready)  # (re)build it now: never while holding `writers`
+                try:
+                    with self._writers.shared():
+                        self._write_indexed(rid, path, data, key, known)
+                    return
+                except IndexCorruptError:
+                    if attempt == 2:
+                        raise
+                    self._rebuild("corrupt")
         finally:
             if not mine:
                 locks.release(lp)
+
+    def _write_indexed(self, rid: str, path: str, data: bytes, key: IndexKey,
+                       known: bool) -> None:
+        """Row first (dirty unless the run is new), then the file, then clean the row."""
+        idx = self._index
+        new = not os.path.exists(path)
+        dirty = False
+        # Fields we know changed need no look at the row; otherwise it may be right already.
+        if known or idx.get(rid) != (key, False):
+            # A new run needs no dirty phase: until its file exists no query can miss it.
+            dirty = not new
+            idx.put(rid, key, dirty=dirty, durable=True)
+        if new:
+            self._create_ledger_file(rid)
+        ident = self._write(path, rid, data)
+        self._remember(rid, key, ident)
+        if dirty:
+            idx.clear_dirty(rid, key)
 
     def _create_ledger_file(self, rid: str) -> None:
         """An empty ledger beside a new run file: the run's directory fsync covers both."""
@@ -565,10 +575,10 @@ class FileRunStore:
     def rebuild_index(self) -> Dict[str, Any]:
         """Rebuild the index from the run files (all of them: O(runs stored)).
 
-        Safe while other processes use the store. Returns counts: ``runs`` indexed,
-        ``corrupt`` run files (kept in the index as dirty, so every query reports them),
-        ``busy`` runs held by another process (marked dirty: checked by the next query),
-        ``removed`` rows without a run file, and ``seconds``.
+        Safe while other processes use the store: saves that change indexed fields wait
+        for it (hot-path saves do not). Returns counts: ``runs`` indexed, ``corrupt`` run
+        files (kept in the index as dirty, so every query reports them), ``removed`` rows
+        without a run file, and ``seconds``.
         """
         return self._rebuild("force")
 
@@ -583,8 +593,9 @@ class FileRunStore:
             idx = self._index
             try:
                 idx.connect()
-                if why == "corrupt" and idx.integrity_ok() and idx.is_complete():
-                    why = "fixed"
+                if why == "corrupt" and not idx.integrity_ok():
+                    raise IndexCorruptError("integrity check failed")
+                # (else another process replaced it while we waited for the lock)
                 if why != "force" and idx.is_complete():
                     self._index_checked_gen = idx.generation
                     return {}
@@ -609,69 +620,39 @@ class FileRunStore:
             except FileNotFoundError:
                 pass
 
-    def _rebuild_locked(self, idx: RunIndex) -> Dict[str, int]:
+    def _rebuild_locked(self, idx: RunIndex) -> Dict[str, Any]:
+        """Index every run file. Runs under the exclusive rebuild lock: no save changing
+        indexed fields is in flight (they hold it shared), so what a file says now is what
+        its row must say, and a row without a file is a leftover, not a run being born."""
         t0 = time.perf_counter()
         idx.set_meta("complete", "0")  # a crash from here on means: rebuild again
         existing = set(idx.all_ids())
         seen: Set[str] = set()
-        busy: List[str] = []
         batch: List[Tuple[str, IndexKey, bool]] = []
-        held: List[str] = []
-        stats = {"runs": 0, "corrupt": 0, "busy": 0, "removed": 0}
-
-        def flush() -> None:
+        stats: Dict[str, Any] = {"runs": 0, "corrupt": 0, "removed": 0}
+        for rid, _path in self._iter_run_files():
+            seen.add(rid)
             try:
-                if batch:
-                    idx.put_many(batch, durable=False)
-            finally:
-                for lp in held:
-                    locks.release(lp)
+                run = self.load(rid)
+            except CorruptRunError:
+                run = None
+            if run is None:  # corrupt (or gone this instant): every query must check it
+                idx.mark_dirty(rid)
+                stats["corrupt"] += 1
+                continue
+            batch.append((rid, index_key(run), False))
+            stats["runs"] += 1
+            if len(batch) >= 1000:
+                idx.put_many(batch, durable=False)
                 batch.clear()
-                held.clear()
-
-        try:
-            for rid, _path in self._iter_run_files():
-                seen.add(rid)
-                lp = self._layout.lock_path(rid)
-                # Each row is written while its run is locked, so no save can slip between
-                # our read of the file and our write of the row.
-                if locks.held_in_process(lp) or not locks.try_acquire(
-                        lp, 0, prepare=self._lock_dir(rid)):
-                    busy.append(rid)
-                    continue
-                held.append(lp)
-                try:
-                    run = self.load(rid)
-                except CorruptRunError:
-                    run = None
-                    stats["corrupt"] += 1
-                if run is None:
-                    batch.append((rid, UNKNOWN_KEY, True))
-                else:
-                    batch.append((rid, index_key(run), False))
-                    stats["runs"] += 1
-                if len(batch) >= 256:
-                    flush()
-        finally:
-            flush()
-        for rid in busy:
-            idx.mark_dirty(rid)  # its holder keeps the row right; a query re-checks it
-        stats["busy"] = len(busy)
-        for rid in existing - seen:
-            lp = self._layout.lock_path(rid)
-            if locks.held_in_process(lp) or not locks.try_acquire(
-                    lp, 0, prepare=self._lock_dir(rid)):
-                continue  # being created right now
-            try:
-                if not os.path.exists(self._layout.run_path(rid)):
-                    idx.delete(rid)
-                    stats["removed"] += 1
-            finally:
-                locks.release(lp)
+        if batch:
+            idx.put_many(batch, durable=False)
+        gone = [rid for rid in existing - seen if not os.path.exists(self._layout.run_path(rid))]
+        idx.delete_many(gone)
+        stats["removed"] = len(gone)
         idx.set_meta("schema", "1")
-        idx.set_meta("complete", "1", durable=True)
-        self._known.clear()
-        stats["seconds"] = round(time.perf_counter() - t0, 3)  # type: ignore[assignment]
+        idx.set_meta("complete", "1", durable=True)  # makes all of the above durable too
+        stats["seconds"] = round(time.perf_counter() - t0, 3)
         return stats
 
     def _iter_run_files(self) -> Iterator[Tuple[str, str]]:
@@ -733,6 +714,15 @@ def dumps_readable(obj: Any, *, depth: int = 2) -> str:
         return _leaf(value)
 
     return enc(obj, 0) + "\n"
+
+
+def _ready(idx: RunIndex) -> None:
+    return None
+
+
+def _close_all(index: RunIndex, writers: locks.SharedFlock) -> None:
+    index.close()
+    writers.close()
 
 
 def _parse_run(path: str, data: bytes) -> RunState:

@@ -140,3 +140,55 @@ def held(path: str, timeout: float, on_busy: Callable[[], BaseException],
         yield
     finally:
         release(path)
+
+
+class SharedFlock:
+    """A shared ``flock`` on one file, held by any number of this process's threads at once.
+
+    Index-changing saves hold it shared; an index rebuild takes the same file exclusively
+    (through ``held``), so a rebuild never runs while a row and its run file are being
+    changed together, and needs no per-run lock. One descriptor per instance, kept open;
+    a forked child opens its own (unlocking the inherited one would unlock the parent).
+    """
+
+    def __init__(self, path: str, *, prepare: Optional[Callable[[], None]] = None) -> None:
+        self.path = path
+        self._prepare = prepare
+        self._mutex = threading.Lock()
+        self._fd: Optional[int] = None
+        self._count = 0
+        self._pid = os.getpid()
+
+    def _open(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(self.path, flags, FILE_MODE)
+        except FileNotFoundError:
+            if self._prepare is None:
+                raise
+            self._prepare()
+            return os.open(self.path, flags, FILE_MODE)
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._mutex:
+            if self._pid != os.getpid():
+                self._fd, self._count, self._pid = None, 0, os.getpid()
+            if self._count == 0:
+                if self._fd is None:
+                    self._fd = self._open()
+                fcntl.flock(self._fd, fcntl.LOCK_SH)  # waits out a rebuild, if one runs
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._count -= 1
+                if self._count == 0 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._fd is not None and self._count == 0 and self._pid == os.getpid():
+                os.close(self._fd)
+                self._fd = None
