@@ -5,6 +5,7 @@ back. Errors become one line on stderr and their exit code in ``_fail``; nothing
 here decides anything.
 """
 
+import contextlib
 import functools
 import os
 import sys
@@ -87,7 +88,8 @@ def command(*names: str, **kwargs: Any) -> Callable:
         def wrapper(*args: Any, **kw: Any) -> Any:
             as_json = bool(kw.get("json_out")) or G.json
             try:
-                return fn(*args, **kw)
+                with render.json_output() if as_json else contextlib.nullcontext():
+                    return fn(*args, **kw)
             except AbstractRTError as exc:
                 _fail(exc.message, exc.exit_code, exc.hint, as_json)
             except (typer.Exit, typer.Abort, SystemExit):

@@ -11,9 +11,10 @@ import json
 import os
 import shlex
 import sys
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.timeutil import parse_timestamp
@@ -28,9 +29,26 @@ def is_plain() -> bool:
         return True
 
 
+_JSON_STREAM: Optional[Any] = None  # the real stdout while a --json command runs
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
+    stream = _JSON_STREAM or sys.stdout
+    stream.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    stream.flush()
+
+
+@contextmanager
+def json_output() -> Iterator[None]:
+    """Keep stdout for the one JSON document: anything else printed (say, a ``print()``
+    in a workflow's node) goes to stderr meanwhile."""
+    global _JSON_STREAM
+    saved, _JSON_STREAM = _JSON_STREAM, sys.stdout
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _JSON_STREAM = saved
 
 
 def jsonable(obj: Any) -> Any:
