@@ -41,9 +41,18 @@ file's identity, so a save that changes none of them costs one atomic file write
 ``stat`` to be sure no other process replaced the file meanwhile). When they do change,
 under the run's lock: write the row as *dirty* with the new fields (durably), replace the
 run file, clear the dirty flag. Queries also read the dirty rows — a crash between the
-two steps leaves one — and repair them under the run's lock. A missing, incomplete
-(crashed rebuild) or corrupt index is rebuilt from the run files on first use;
-``rebuild_index()`` does it on demand (e.g. after run files were restored by hand).
+two steps leaves one — and repair them under the run's lock. A run file that turns out
+corrupt gets a dirty row too, so every query reports it (``on_corrupt``) until fixed.
+
+Rebuild. A missing, incomplete (crashed rebuild) or corrupt index is rebuilt from the
+run files on first use; ``rebuild_index()`` does it on demand — it is also the remedy
+for run files edited or restored *outside* the store, which no cheap check can notice.
+Index-changing saves hold ``index/rebuild.lock`` shared and a rebuild holds it
+exclusively, so a rebuild never sees a row and its file half-changed and needs no
+per-run lock (hot-path saves do not take it: they change no indexed field).
+
+Processes. SQLite serialises the writers of the index (WAL mode, busy timeout); run
+locks keep two processes off one run; a forked child opens its own index connection.
 """
 
 from __future__ import annotations
@@ -75,7 +84,7 @@ from .atomic import (
 )
 from .base import OnCorrupt
 from .chain import chain_record
-from .index import UNKNOWN_KEY, IndexCorruptError, IndexKey, RunIndex
+from .index import IndexCorruptError, IndexKey, RunIndex
 
 __all__ = [
     "FileRunStore", "FileLedgerStore", "open_file_stores", "validate_run_id", "index_key",

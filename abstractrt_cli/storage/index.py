@@ -21,6 +21,13 @@ every query reads all dirty rows (normally none) besides the clean rows that mat
 them against their run files, and repairs them under the run's lock. A new run needs no
 dirty phase: before its file exists no query can be missing it.
 
+Why SQLite rather than directories of marker files or an append-only log: a transition
+touches several categories (status, reason, key, due time) and SQLite makes all of them
+durable with one commit (one WAL fsync, ~0.1 ms here), where marker files need a
+directory fsync per category touched; its B-trees also give the orderings the queries
+want (newest first, earliest due first) with a ``LIMIT``, and its locking makes writers
+in several processes safe. Measured: finding 100 due runs among 200,000 takes ~4 ms.
+
 The caller (``FileRunStore``) owns the locking, the repair and the rebuild; this module
 is only the table, so it never reads a run file.
 """
@@ -47,9 +54,6 @@ class IndexKey(NamedTuple):
     until_us: Optional[int]
     parent_run_id: Optional[str]
     created_us: int
-
-
-UNKNOWN_KEY = IndexKey(None, None, None, None, None, None, 0)  # a run we could not read
 
 _COLUMNS = ("run_id, status, workflow_id, wait_reason, wait_key, until_us, parent_run_id, "
             "created_us, dirty")
