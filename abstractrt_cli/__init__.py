@@ -27,11 +27,22 @@ from .storage.memory import InMemoryLedgerStore, InMemoryRunStore
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # The file stores load sqlite3: import them only when asked for.
+    if name in ("FileRunStore", "FileLedgerStore", "open_file_stores"):
+        from .storage import files
+
+        return getattr(files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "WorkflowSpec", "StepPlan", "Effect", "EffectType", "EffectOutcome", "RunState",
     "RunStatus", "WaitState", "WaitReason", "StepRecord", "StepStatus", "RecordKind",
     "Runtime", "RuntimeConfig", "DefaultEffectPolicy", "RetryPolicy", "NoRetryPolicy",
     "EffectPolicy", "NonRetryableError", "LimitWarning", "WorkflowRegistry",
-    "InMemoryRunStore", "InMemoryLedgerStore", "verify_ledger_chain", "AbstractRTError",
+    "InMemoryRunStore", "InMemoryLedgerStore", "FileRunStore", "FileLedgerStore",
+    "open_file_stores", "verify_ledger_chain", "AbstractRTError",
     "__version__",
 ]

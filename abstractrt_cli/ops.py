@@ -25,7 +25,6 @@ from .errors import (
     CorruptLedgerError,
     CorruptRunError,
     InvalidChoiceError,
-    InvalidRunIdError,
     LimitsError,
     NoWaiterError,
     PromptMovedOnError,
@@ -39,7 +38,6 @@ from .errors import (
 from .settings import Settings, current_actor
 
 MIN_PREFIX = 6
-_ID_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass
@@ -106,9 +104,9 @@ class Session:
 
     def load_run(self, ref: str) -> RunState:
         """A run by full id or unique prefix of 6+ characters."""
-        ref = ref.strip()
-        if not _ID_CHARS.match(ref) or ".." in ref:
-            raise InvalidRunIdError(ref, "use the id printed by `abstractrt start` or `runs`")
+        from .storage.files import validate_run_id
+
+        ref = validate_run_id(ref.strip())
         run = self.run_store.load(ref)
         if run is not None:
             return run
@@ -358,6 +356,11 @@ def verify(s: Session, ref: str) -> Dict[str, Any]:
                                  expected_head=run.ledger_head)
     report["run_id"] = run.run_id
     return report
+
+
+def reindex(s: Session) -> Dict[str, Any]:
+    """Rebuild the query index from the run files (reads every run: for recovery only)."""
+    return s.run_store.rebuild_index()
 
 
 def cancel(s: Session, ref: str, *, reason: Optional[str] = None) -> Outcome:

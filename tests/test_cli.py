@@ -52,6 +52,7 @@ COMMANDS = [
     "ledger",
     "cancel",
     "limits",
+    "reindex",
 ]
 
 

@@ -69,3 +69,30 @@ def test_start_refuses_an_existing_run_id(session: ops.Session) -> None:
     with pytest.raises(ValueError, match="already exists"):
         rt.start(workflow=session.workflows.entry("child").spec, run_id=run.run_id)
     assert session.run_store.load(run.run_id).waiting.prompt == "First?"
+
+
+def test_reindex_finds_a_run_restored_behind_the_index(session: ops.Session, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from abstractrt_cli.cli.app import app
+
+    run = ops.start(session, "child", vars={}).run
+    run_file = next((tmp_path / "data").rglob(f"{run.run_id}.json"))
+    backup = tmp_path / "backup.json"
+    shutil.copy(run_file, backup)
+    ops.resume(session, run.run_id, {"response": "one"})
+    ops.resume(session, run.run_id, {"response": "two"})
+    assert [r.run_id for r in ops.waiting(session)] == []
+
+    # Restoring the file from a backup bypasses the store: only a rebuild can notice.
+    shutil.copy(backup, run_file)
+    result = CliRunner().invoke(app, ["reindex", "--json", "--data-dir", str(tmp_path / "data"),
+                                      "--workflows", str(tmp_path / "workflows")])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    assert counts["runs"] == 1 and counts["corrupt"] == 0
+    fresh = ops.Session(session.settings)
+    assert [r.run_id for r in ops.waiting(fresh)] == [run.run_id]

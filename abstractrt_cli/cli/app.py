@@ -498,6 +498,26 @@ def limits_cmd(
            f"{st['tokens']['max']} ({st['tokens']['pct']}%)")
 
 
+@command("reindex")
+def reindex_cmd(
+    json_out: JsonOption = False, data_dir: DataDirOption = None, workflows: WorkflowsOption = None,
+) -> None:
+    """Rebuild the query index from the run files (after restoring runs from a backup).
+
+    Example: abstractrt reindex
+    """
+    s = _session(data_dir, workflows)
+    counts = ops.reindex(s)
+    if json_out or G.json:
+        render.print_json(counts)
+        return
+    render.Printer().line(f"reindexed {counts.get('runs', 0)} run(s) in "
+                          f"{counts.get('seconds', 0):.2f}s; {counts.get('corrupt', 0)} corrupt, "
+                          f"{counts.get('removed', 0)} stale entries removed")
+    if counts.get("corrupt"):
+        raise typer.Exit(1)
+
+
 @command("answer")
 def answer_cmd(
     run: Annotated[Optional[str], typer.Argument(help="Only this run (and its children).",
