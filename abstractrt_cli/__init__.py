@@ -28,12 +28,19 @@ from .storage.memory import InMemoryLedgerStore, InMemoryRunStore
 __version__ = "0.1.0"
 
 
+_ABSTRACTRUNTIME_NAMES = {"JsonFileRunStore": "FileRunStore", "JsonlLedgerStore": "FileLedgerStore"}
+
+
 def __getattr__(name: str) -> object:
     # The file stores load sqlite3: import them only when asked for.
     if name in ("FileRunStore", "FileLedgerStore", "open_file_stores"):
         from .storage import files
 
         return getattr(files, name)
+    if name in _ABSTRACTRUNTIME_NAMES:  # AbstractRuntime's names for the file stores
+        from .storage import files
+
+        return getattr(files, _ABSTRACTRUNTIME_NAMES[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -96,3 +96,25 @@ def test_reindex_finds_a_run_restored_behind_the_index(session: ops.Session, tmp
     assert counts["runs"] == 1 and counts["corrupt"] == 0
     fresh = ops.Session(session.settings)
     assert [r.run_id for r in ops.waiting(fresh)] == [run.run_id]
+
+
+def test_abstractruntime_store_names_work_on_one_data_dir(tmp_path: Path) -> None:
+    from abstractrt_cli import (Effect, EffectType, JsonFileRunStore, JsonlLedgerStore, Runtime,
+                                StepPlan, WorkflowSpec, verify_ledger_chain)
+
+    def ask(run, ctx):
+        return StepPlan("ask", effect=Effect(EffectType.ASK_USER, {"prompt": "ok?"}, "a"),
+                        next_node="end")
+
+    def end(run, ctx):
+        return StepPlan("end", complete_output={"a": run.vars["a"]["response"]})
+
+    wf = WorkflowSpec("w", "ask", {"ask": ask, "end": end})
+    rt = Runtime(run_store=JsonFileRunStore(tmp_path), ledger_store=JsonlLedgerStore(tmp_path))
+    run_id = rt.start(workflow=wf)
+    assert rt.tick(workflow=wf, run_id=run_id).status.value == "waiting"
+    # A second runtime, as another process would have, over the same directory.
+    rt2 = Runtime(run_store=JsonFileRunStore(tmp_path), ledger_store=JsonlLedgerStore(tmp_path))
+    done = rt2.resume(workflow=wf, run_id=run_id, wait_key=None, payload={"response": "y"})
+    assert done.output == {"a": "y"}
+    assert verify_ledger_chain(rt2.get_ledger(run_id))["ok"]
