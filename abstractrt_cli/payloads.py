@@ -138,9 +138,13 @@ def load_object_file(path: str, *, stdin: Optional[TextIO] = None, what: str = "
 def parse_value(text: str) -> Any:
     """``3`` → 3, ``true`` → True, ``{"a":1}`` → dict, anything else stays a string."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+        return json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError):
+        return text  # NaN/Infinity included: not standard JSON, so they stay text
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
 
 
 def parse_set_pairs(pairs: List[str], *, option: str = "--set") -> Dict[str, Any]:

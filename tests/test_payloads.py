@@ -292,3 +292,10 @@ def test_build_vars(tmp_path: Path) -> None:
         build_vars(vars_json="[]", vars_file=None, sets=None)
     with pytest.raises(PayloadError, match=rf"^vars in {path} must be a JSON object"):
         build_vars(vars_json=None, vars_file=write(tmp_path, "v.yaml", "- 1\n"), sets=None)
+
+
+def test_set_values_that_are_not_standard_json_stay_text():
+    from abstractrt_cli.payloads import parse_set_pairs
+
+    assert parse_set_pairs(["x=NaN", "y=Infinity", "z=-Infinity"]) == {
+        "x": "NaN", "y": "Infinity", "z": "-Infinity"}
