@@ -118,3 +118,14 @@ def test_abstractruntime_store_names_work_on_one_data_dir(tmp_path: Path) -> Non
     done = rt2.resume(workflow=wf, run_id=run_id, wait_key=None, payload={"response": "y"})
     assert done.output == {"a": "y"}
     assert verify_ledger_chain(rt2.get_ledger(run_id))["ok"]
+
+
+def test_workflows_warns_when_the_directory_is_missing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from abstractrt_cli.cli.app import app
+
+    r = CliRunner().invoke(app, ["workflows", "--workflows", str(tmp_path / "nowhere"),
+                                 "--data-dir", str(tmp_path / "data")])
+    assert r.exit_code == 0, r.output
+    assert "does not exist" in r.stderr and "--workflows" in r.stderr

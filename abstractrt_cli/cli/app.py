@@ -155,6 +155,9 @@ def workflows_cmd(
             p.table(render.workflows_table(items))
         else:
             p.line(f"no workflows in {s.settings.workflows_dir}")
+    if not s.settings.workflows_dir.is_dir():
+        render.err(f"warning: workflows directory {s.settings.workflows_dir} does not exist "
+                   "(use --workflows DIR, ABSTRACTRT_WORKFLOWS, or workflows_dir in config.yaml)")
     for it in items:
         if it.get("error"):
             render.err(f"error: {it['source']}: {it['error']}")
