@@ -12,7 +12,6 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 from .core.config import LIMIT_KEYS, RuntimeConfig
@@ -494,7 +493,7 @@ def _keep_answer_text(text: str, data: Any) -> None:
         return  # JSON that YAML cannot read: JSON values are already exact
     if not isinstance(root, yaml.SequenceNode) or len(root.value) != len(data):
         return
-    for item, node in zip(data, root.value):
+    for item, node in zip(data, root.value, strict=True):
         if not isinstance(item, dict) or not isinstance(node, yaml.MappingNode):
             continue
         for key, value in node.value:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 from typer.testing import CliRunner
+
+from cli_helpers import snapshot
 
 from abstractrt_cli import ops
 from abstractrt_cli.core.models import RunState, RunStatus, WaitReason, WaitState
@@ -175,35 +176,7 @@ class World:
         return str(path)
 
     def snapshot(self) -> Dict[str, Any]:
-        """Every file's bytes and every entry's mode in the data dir; lock files (kept after
-        release by design) and SQLite's scratch files left out, SQLite files by their rows."""
-        out: Dict[str, Any] = {}
-        if not self.data.exists():
-            return out
-        for p in sorted(self.data.rglob("*")):
-            rel = p.relative_to(self.data).as_posix()
-            if p.name.endswith((".lock", "-wal", "-shm", "-journal")) or "/locks/" in f"/{rel}":
-                continue
-            mode = stat.S_IMODE(p.lstat().st_mode)
-            if p.is_dir():
-                out[rel] = ("dir", mode)
-            elif p.suffix in (".sqlite3", ".sqlite", ".db"):
-                out[rel] = (_sqlite_rows(p), mode)
-            else:
-                out[rel] = (p.read_bytes(), mode)
-        return out
-
-
-def _sqlite_rows(path: Path) -> Any:
-    """A SQLite file's logical content: its bytes change on a mere read (WAL checkpoints),
-    its rows must not."""
-    import sqlite3
-
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return tuple(con.iterdump())
-    finally:
-        con.close()
+        return snapshot(self.data)
 
 
 @pytest.fixture

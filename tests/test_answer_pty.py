@@ -14,7 +14,6 @@ import os
 import re
 import select
 import signal
-import stat
 import struct
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
+
+from cli_helpers import snapshot
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 
@@ -71,36 +72,6 @@ def start(env: Dict[str, str], workflow: str, *sets: str) -> str:
 
 def state(env: Dict[str, str], run_id: str) -> Dict[str, Any]:
     return run_json(env, "show", run_id)
-
-
-def snapshot(root: Path) -> Dict[str, Any]:
-    """Every file's bytes and every entry's mode under ``root``; lock files (kept after
-    release by design) and SQLite's scratch files left out, SQLite files by their rows."""
-    out: Dict[str, Any] = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.name.endswith((".lock", "-wal", "-shm", "-journal")) or "/locks/" in f"/{rel}":
-            continue
-        mode = stat.S_IMODE(p.lstat().st_mode)
-        if p.is_dir():
-            out[rel] = ("dir", mode)
-        elif p.suffix in (".sqlite3", ".sqlite", ".db"):
-            out[rel] = (_sqlite_rows(p), mode)
-        else:
-            out[rel] = (p.read_bytes(), mode)
-    return out
-
-
-def _sqlite_rows(path: Path) -> Any:
-    """A SQLite file's logical content: its bytes change on a mere read (WAL checkpoints),
-    its rows must not."""
-    import sqlite3
-
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return tuple(con.iterdump())
-    finally:
-        con.close()
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")

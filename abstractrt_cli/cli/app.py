@@ -96,7 +96,7 @@ def command(*names: str, **kwargs: Any) -> Callable:
                 raise
             except KeyboardInterrupt:
                 render.err("interrupted")
-                raise typer.Exit(130)
+                raise typer.Exit(130) from None
             except Exception as exc:  # a bug: say so plainly; traceback only when asked
                 if os.environ.get("ABSTRACTRT_DEBUG"):
                     raise
@@ -295,7 +295,9 @@ def resume_cmd(
 ) -> None:
     """Unblock a waiting run with a payload, then tick it until it blocks or ends.
 
-    Example: abstractrt resume 1a2b3c4d --answer approve   (or: --payload-file result.json, echo '{}' | ... --payload-file -)
+    Example: abstractrt resume 1a2b3c4d --answer approve
+
+    Also: --payload-file result.json, or from stdin: echo '{"ok": true}' | abstractrt resume 1a2b3c4d --payload-file -
     """
     from ..payloads import build_payload
 
@@ -425,7 +427,8 @@ def show_cmd(
 @command("ledger")
 def ledger_cmd(
     run: Annotated[str, typer.Argument(help="Run id or unique prefix (6+ chars).", show_default=False)],
-    verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain; fail naming the first bad record.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Check the hash chain; fail naming the first bad record.")] = False,
     json_out: JsonOption = False, data_dir: DataDirOption = None, workflows: WorkflowsOption = None,
 ) -> None:
     """The run's history as a timeline; --json gives the raw records, --verify checks them.

@@ -120,7 +120,7 @@ def _coerce_plan(obj: Any, node_id: str) -> StepPlan:
         raise TypeError(f"node {node_id!r} returned {type(obj).__name__}, not a StepPlan")
     eff = getattr(obj, "effect", None)
     if eff is not None and not isinstance(eff, Effect):
-        etype: Any = effect_type_name(getattr(eff, "type"))
+        etype: Any = effect_type_name(eff.type)
         # Keep built-in types as our enum: AbstractRuntime's policies read ``type.value``.
         etype = _BUILTIN_TYPES.get(etype, etype)
         eff = Effect(
@@ -129,7 +129,7 @@ def _coerce_plan(obj: Any, node_id: str) -> StepPlan:
             result_key=getattr(eff, "result_key", None),
         )
     return StepPlan(
-        node_id=getattr(obj, "node_id") or node_id,
+        node_id=obj.node_id or node_id,
         effect=eff,
         next_node=getattr(obj, "next_node", None),
         complete_output=getattr(obj, "complete_output", None),
