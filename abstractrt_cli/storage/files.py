@@ -382,46 +382,13 @@ class FileRunStore:
                        if wait_reason is not None else None)
         if limit is not None and limit <= 0:
             return []
-        found: Dict[str, RunState] = {}
-        repairs: List[str] = []
-        seen: Set[str] = set()
-
-        def consider(rid: str, clean: bool) -> bool:
-            if rid in seen:
-                return False
-            seen.add(rid)
-            run = self._load_candidate(rid, on_corrupt, clean, repairs)
-            if run is None:
-                return False
-            if _matches(run, status, workflow_id, wait_reason, wait_key):
-                found[rid] = run
-                return True
-            if clean:
-                repairs.append(rid)  # a clean row that lies: fix it
-            return False
-
-        for rid in self._with_index(RunIndex.dirty_ids):
-            consider(rid, False)
-        page = 256 if limit is None else max(2 * limit, 16)
-        before: Optional[Tuple[int, str]] = None
-        clean_found = 0
-        while limit is None or clean_found < limit:
-            rows = self._with_index(partial(
+        found = self._query(
+            lambda cursor, n: partial(
                 RunIndex.page_runs, status=status.value if status else None,
                 workflow_id=workflow_id, wait_reason=wait_reason.value if wait_reason else None,
-                wait_key=wait_key, before=before, limit=page))
-            for rid, created in rows:
-                before = (created, rid)
-                if consider(rid, True):
-                    clean_found += 1
-                    if limit is not None and clean_found >= limit:
-                        break
-            if len(rows) < page:
-                break
-        # A row that turned dirty while we paged was in neither list: read dirty ones again.
-        for rid in self._with_index(RunIndex.dirty_ids):
-            consider(rid, False)
-        self._repair(repairs)
+                wait_key=wait_key, before=cursor, limit=n),
+            lambda run: _matches(run, status, workflow_id, wait_reason, wait_key),
+            limit, on_corrupt)
         out = sorted(found.values(), key=lambda r: (_created_us(r), r.run_id), reverse=True)
         return out[:limit] if limit is not None else out
 
@@ -433,7 +400,31 @@ class FileRunStore:
         now_us = _micros(now_dt)
         if limit is not None and limit <= 0:
             return []
-        found: Dict[str, Tuple[datetime, RunState]] = {}
+
+        def is_due(run: RunState) -> bool:
+            due = _due_at(run)
+            return due is not None and due <= now_dt
+
+        found = self._query(
+            lambda cursor, n: partial(RunIndex.page_due, now_us=now_us, after=cursor, limit=n),
+            is_due, limit, on_corrupt)
+        out = sorted(found.values(), key=lambda r: (_due_at(r), r.run_id))
+        return out[:limit] if limit is not None else out
+
+    def _query(
+        self,
+        page_of: Callable[[Any, int], Callable[[RunIndex], List[Tuple[str, int]]]],
+        matches: Callable[[RunState], bool],
+        limit: Optional[int],
+        on_corrupt: OnCorrupt,
+    ) -> Dict[str, RunState]:
+        """The runs a query finds: dirty rows, then clean pages of ``(run_id, sort key)``
+        rows in order until ``limit`` matches, each checked against its run file.
+
+        A clean row whose run no longer matches is repaired; a row that turned dirty while
+        we paged was in neither list, so dirty rows are read once more at the end.
+        """
+        found: Dict[str, RunState] = {}
         repairs: List[str] = []
         seen: Set[str] = set()
 
@@ -444,24 +435,22 @@ class FileRunStore:
             run = self._load_candidate(rid, on_corrupt, clean, repairs)
             if run is None:
                 return False
-            due = _due_at(run)
-            if due is not None and due <= now_dt:
-                found[rid] = (due, run)
+            if matches(run):
+                found[rid] = run
                 return True
             if clean:
-                repairs.append(rid)
+                repairs.append(rid)  # a clean row that lies: fix it
             return False
 
         for rid in self._with_index(RunIndex.dirty_ids):
             consider(rid, False)
         page = 256 if limit is None else max(2 * limit, 16)
-        after: Optional[Tuple[int, str]] = None
+        cursor: Optional[Tuple[int, str]] = None
         clean_found = 0
         while limit is None or clean_found < limit:
-            rows = self._with_index(partial(RunIndex.page_due, now_us=now_us, after=after,
-                                            limit=page))
-            for rid, until_us in rows:
-                after = (until_us, rid)
+            rows = self._with_index(page_of(cursor, page))
+            for rid, sort_key in rows:
+                cursor = (sort_key, rid)
                 if consider(rid, True):
                     clean_found += 1
                     if limit is not None and clean_found >= limit:
@@ -471,8 +460,7 @@ class FileRunStore:
         for rid in self._with_index(RunIndex.dirty_ids):
             consider(rid, False)
         self._repair(repairs)
-        out = [run for _, run in sorted(found.values(), key=lambda p: (p[0], p[1].run_id))]
-        return out[:limit] if limit is not None else out
+        return found
 
     def list_children(
         self, *, parent_run_id: str, status: Optional[RunStatus] = None
