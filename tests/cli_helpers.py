@@ -130,6 +130,12 @@ class Result:
         return self.output
 
 
+def invoked(args: Sequence[str], r: Any) -> Result:
+    """A ``Result`` from a ``CliRunner`` result (a SystemExit is an exit, not an exception)."""
+    exc = r.exception if not isinstance(r.exception, SystemExit) else None
+    return Result(args, r.exit_code, r.stdout, r.stderr, exc)
+
+
 class CLI:
     """An isolated abstractrt world in ``tmp``: data dir, workflows dir, environment."""
 
@@ -178,13 +184,11 @@ class CLI:
         """Run ``abstractrt ARGS`` in-process with CliRunner."""
         from abstractrt_cli.cli.app import app
 
-        r = self._runner.invoke(app, list(args), input=input, catch_exceptions=True)
-        exc = r.exception if not isinstance(r.exception, SystemExit) else None
-        res = Result(args, r.exit_code, r.stdout, r.stderr, exc)
-        if exc is not None:  # an exception escaping the app is a bug: show it
+        res = invoked(args, self._runner.invoke(app, list(args), input=input, catch_exceptions=True))
+        if res.exception is not None:  # an exception escaping the app is a bug: show it
             import traceback
 
-            res.stderr += "".join(traceback.format_exception(exc))
+            res.stderr += "".join(traceback.format_exception(res.exception))
         return res
 
     def ok(self, *args: str, input: Optional[str] = None) -> Result:

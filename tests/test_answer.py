@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 from typer.testing import CliRunner
 
-from cli_helpers import snapshot
+from cli_helpers import Result, invoked, snapshot
 
 from abstractrt_cli import ops
 from abstractrt_cli.core.models import RunState, RunStatus, WaitReason, WaitState
@@ -111,21 +111,6 @@ APPROVAL_RULES = """\
 # ---------------------------------------------------------------------------- harness
 
 
-class Result:
-    def __init__(self, args: List[str], r: Any) -> None:
-        self.args, self.exit_code = args, r.exit_code
-        self.stdout, self.stderr = r.stdout, r.stderr
-        self.exception = r.exception if not isinstance(r.exception, SystemExit) else None
-
-    @property
-    def output(self) -> str:
-        return (f"$ abstractrt {' '.join(self.args)}\n[exit {self.exit_code}]\n--- stdout\n"
-                f"{self.stdout}--- stderr\n{self.stderr}--- exception\n{self.exception!r}")
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
 class World:
     """A data dir, a workflows dir (QUIZ + copies of two examples) and an isolated env."""
 
@@ -149,7 +134,7 @@ class World:
     def __call__(self, *args: str, input: Optional[str] = None) -> Result:
         from abstractrt_cli.cli.app import app
 
-        r = Result(list(args), self.runner.invoke(app, list(args), input=input))
+        r = invoked(list(args), self.runner.invoke(app, list(args), input=input))
         assert r.exception is None, r.output  # an escaping exception is a bug
         assert "Traceback" not in r.stdout + r.stderr, r.output
         return r

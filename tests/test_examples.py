@@ -15,26 +15,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
+
+from cli_helpers import Result, invoked
 from typer.testing import CliRunner
 
 from abstractrt_cli.core.timeutil import parse_timestamp
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows"
-
-
-class Result:
-    def __init__(self, args: List[str], r: Any) -> None:
-        self.args, self.exit_code = args, r.exit_code
-        self.stdout, self.stderr = r.stdout, r.stderr
-        self.exception = r.exception if not isinstance(r.exception, SystemExit) else None
-
-    @property
-    def output(self) -> str:
-        return (f"$ abstractrt {' '.join(self.args)}\n[exit {self.exit_code}]\n--- stdout\n"
-                f"{self.stdout}--- stderr\n{self.stderr}--- exception\n{self.exception!r}")
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 class CLI:
@@ -54,7 +41,7 @@ class CLI:
     def __call__(self, *args: str, input: Optional[str] = None) -> Result:
         from abstractrt_cli.cli.app import app
 
-        r = Result(list(args), self.runner.invoke(app, list(args), input=input))
+        r = invoked(list(args), self.runner.invoke(app, list(args), input=input))
         assert r.exception is None, r.output
         assert "Traceback" not in r.stdout + r.stderr, r.output
         return r
