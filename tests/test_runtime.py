@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 import pytest
+from kernel_helpers import finish, node
 
 from abstractrt_cli import (
     DefaultEffectPolicy,
@@ -45,18 +46,6 @@ from abstractrt_cli.errors import (
 # ---------------------------------------------------------------------------- helpers
 
 
-def node(node_id: str, *, effect: Optional[Effect] = None, next: Optional[str] = None,
-         out: Optional[Dict[str, Any]] = None):
-    """A node that always returns the same plan."""
-    return lambda run, ctx: StepPlan(node_id, effect=effect, next_node=next, complete_output=out)
-
-
-def finish(node_id: str = "end"):
-    """A node that completes with the run's vars (minus ``_limits``)."""
-    def handler(run, ctx):
-        return StepPlan(node_id, complete_output={k: v for k, v in run.vars.items()
-                                                  if k != "_limits"})
-    return handler
 
 
 def wf(workflow_id: str = "wf", entry: str = "a", **nodes) -> WorkflowSpec:

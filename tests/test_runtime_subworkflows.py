@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import pytest
+from kernel_helpers import finish, node
 
 from abstractrt_cli import (
     Effect,
@@ -22,16 +23,6 @@ from abstractrt_cli import (
 # ---------------------------------------------------------------------------- helpers
 
 
-def node(node_id: str, *, effect: Optional[Effect] = None, next: Optional[str] = None,
-         out: Optional[Dict[str, Any]] = None):
-    return lambda run, ctx: StepPlan(node_id, effect=effect, next_node=next, complete_output=out)
-
-
-def finish(node_id: str = "end"):
-    def handler(run, ctx):
-        return StepPlan(node_id, complete_output={k: v for k, v in run.vars.items()
-                                                  if k != "_limits"})
-    return handler
 
 
 def wf(workflow_id: str, entry: str = "a", **nodes) -> WorkflowSpec:
