@@ -17,7 +17,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Set
 
 from .core.spec import WorkflowEntry, WorkflowRegistry, looks_like_workflow
 from .errors import DuplicateWorkflowError, UnknownWorkflowError, WorkflowLoadError
@@ -219,8 +219,3 @@ def describe(loaded: LoadedWorkflows) -> List[Dict[str, Any]]:
         out.append({"workflow_id": None, "entry_node": None, "nodes": [], "source": b.path,
                     "description": None, "effect_handlers": [], "error": b.error})
     return out
-
-
-def find_source(loaded: LoadedWorkflows, workflow_id: str) -> Optional[str]:
-    e = loaded.registry.entry(workflow_id)
-    return e.source if e else None

@@ -12,7 +12,7 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from .core.config import LIMIT_KEYS, RuntimeConfig
 from .core.models import RunState, RunStatus, WaitReason
@@ -136,9 +136,6 @@ class Session:
             warnings.append(f"warning: workflow {run.workflow_id!r} changed since run "
                             f"{run.run_id[:8]} started ({entry.source})")
         return warnings
-
-    def _descendant_warnings(self, run: RunState) -> List[str]:
-        return [] if run.status.is_terminal else self._workflow_warnings(run)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -660,7 +657,3 @@ def answer_interactively(
                 break
             done.append(Outcome(after, warnings))
             break
-
-
-def iter_failed(runs: Iterable[RunState]) -> List[RunState]:
-    return [r for r in runs if r.status == RunStatus.FAILED]

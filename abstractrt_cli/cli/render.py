@@ -51,16 +51,6 @@ def json_output() -> Iterator[None]:
         _JSON_STREAM = saved
 
 
-def jsonable(obj: Any) -> Any:
-    if isinstance(obj, RunState):
-        return obj.to_jsonable()
-    if isinstance(obj, list):
-        return [jsonable(o) for o in obj]
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    return obj
-
-
 def err(message: str) -> None:
     sys.stderr.write(message.rstrip("\n") + "\n")
     sys.stderr.flush()

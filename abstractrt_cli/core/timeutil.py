@@ -28,10 +28,6 @@ def parse_timestamp(value: Any) -> datetime:
     return dt
 
 
-def to_utc_iso(value: Any) -> str:
-    return parse_timestamp(value).astimezone(timezone.utc).isoformat()
-
-
 def parse_duration(text: str) -> timedelta:
     """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` → timedelta."""
     m = _RELATIVE.match(text)
