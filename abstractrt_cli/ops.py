@@ -74,8 +74,17 @@ class Session:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    #: Set by the operations that create runs: only they may create the data dir.
+    creates_runs = False
+
     @cached_property
     def stores(self) -> Any:
+        if not self.creates_runs and not self.settings.data_dir.exists():
+            # Nothing stored yet: read from empty stores rather than create the data dir,
+            # so a query, or a refused command, leaves the disk exactly as it was.
+            from .storage.memory import InMemoryLedgerStore, InMemoryRunStore
+
+            return InMemoryRunStore(), InMemoryLedgerStore()
         from .storage.files import open_file_stores
 
         return open_file_stores(self.settings.data_dir)
@@ -150,6 +159,7 @@ def list_workflows(s: Session) -> List[Dict[str, Any]]:
 def start(s: Session, workflow_id: str, *, vars: Dict[str, Any], tick: bool = True,
           max_steps: int = 100, answers: Optional[List["AnswerRule"]] = None) -> "StartResult":
     entry = s.workflows.entry(workflow_id)
+    s.creates_runs = True
     rt = s.runtime()
     run_id = rt.start(workflow=entry.spec, vars=vars, actor_id=current_actor())
     run = rt.tick(run_id=run_id, max_steps=max_steps) if tick else rt.get_state(run_id)
@@ -356,6 +366,8 @@ def verify(s: Session, ref: str) -> Dict[str, Any]:
 
 def reindex(s: Session) -> Dict[str, Any]:
     """Rebuild the query index from the run files (reads every run: for recovery only)."""
+    if not s.settings.data_dir.exists():
+        return {"runs": 0, "corrupt": 0, "removed": 0, "seconds": 0.0}
     return s.run_store.rebuild_index()
 
 

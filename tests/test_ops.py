@@ -129,3 +129,20 @@ def test_workflows_warns_when_the_directory_is_missing(tmp_path: Path) -> None:
                                  "--data-dir", str(tmp_path / "data")])
     assert r.exit_code == 0, r.output
     assert "does not exist" in r.stderr and "--workflows" in r.stderr
+
+
+def test_commands_on_a_data_dir_that_does_not_exist_create_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from abstractrt_cli.cli.app import app
+
+    data = tmp_path / "data"
+    opts = ["--data-dir", str(data), "--workflows", str(tmp_path / "workflows")]
+    runner = CliRunner()
+    for args, code in ((["runs"], 0), (["waiting", "--json"], 0), (["tick", "--all", "--quiet"], 0),
+                       (["show", "abcdef12"], 1), (["resume", "abcdef12", "--answer", "x"], 1),
+                       (["emit", "some:key"], 1), (["ledger", "abcdef12", "--verify"], 1),
+                       (["cancel", "abcdef12"], 1), (["reindex"], 0), (["start", "nope"], 1)):
+        r = runner.invoke(app, args + opts)
+        assert r.exit_code == code, (args, r.output)
+        assert not data.exists(), args
