@@ -146,3 +146,13 @@ def test_commands_on_a_data_dir_that_does_not_exist_create_nothing(tmp_path: Pat
         r = runner.invoke(app, args + opts)
         assert r.exit_code == code, (args, r.output)
         assert not data.exists(), args
+
+
+def test_version_option() -> None:
+    from typer.testing import CliRunner
+
+    from abstractrt_cli import __version__
+    from abstractrt_cli.cli.app import app
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"abstractrt {__version__}"

@@ -61,11 +61,21 @@ class _Globals:
 G = _Globals()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        sys.stdout.write(f"abstractrt {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     data_dir: DataDirOption = None,
     workflows: WorkflowsOption = None,
     json_out: JsonOption = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """Durable workflow runner: start, tick, resume and answer checkpointed workflow runs.
 
