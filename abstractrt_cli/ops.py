@@ -644,7 +644,10 @@ def answer_interactively(
                  if (r.run_id, r.effect_seq) not in skipped]
         if not queue:
             return done
-        run = queue[0]
+        # The next question of the run just answered comes next: a person answers one
+        # conversation at a time rather than jumping between runs.
+        last = done[-1].run.run_id if done else None
+        run = next((r for r in queue if r.run_id == last), queue[0])
         error: Optional[str] = None
         while True:
             text = ask(run, error)

@@ -156,3 +156,22 @@ def test_version_option() -> None:
 
     r = CliRunner().invoke(app, ["--version"])
     assert r.exit_code == 0 and r.stdout.strip() == f"abstractrt {__version__}"
+
+
+def test_interactive_answering_follows_the_run_just_answered(session: ops.Session) -> None:
+    # Two runs wait; the older one asks twice. After answering the newer run's first
+    # question, its second question comes before the other run's.
+    older = ops.start(session, "child", vars={}).run
+    newer = ops.start(session, "child", vars={}).run
+    asked = []
+    answers = iter(["a", "b", "c", "d"])
+
+    def ask(run, error):
+        asked.append((run.run_id, run.waiting.prompt))
+        if len(asked) == 1:
+            assert run.run_id == older.run_id  # oldest first to begin with
+        return next(answers)
+
+    ops.answer_interactively(session, ask)
+    assert asked == [(older.run_id, "First?"), (older.run_id, "Second?"),
+                     (newer.run_id, "First?"), (newer.run_id, "Second?")]
