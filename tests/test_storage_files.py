@@ -450,6 +450,8 @@ def test_crash_between_run_file_and_index_cleanup(data_dir: Path, rs: FileRunSto
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     run = make_run("r1")
     rs.save(run)
+    rs.list_runs()  # repairs the new run's dirty row: the next change takes the long form
+    assert index_rows(data_dir)["r1"][-1] == 0
     run.status, run.waiting = RunStatus.WAITING, until_wait("2030-01-01T00:00:00Z")
 
     def die(*a: Any, **k: Any) -> None:
@@ -464,6 +466,62 @@ def test_crash_between_run_file_and_index_cleanup(data_dir: Path, rs: FileRunSto
     assert ids(rs2.list_due_wait_until(now=now)) == ["r1"]
     assert rs2.list_runs(status=RunStatus.RUNNING) == []
     assert index_rows(data_dir)["r1"] == ("waiting", "until", None, 0)
+    rs2.close()
+
+
+def test_new_run_row_is_dirty_and_its_first_change_skips_the_dirty_commit(
+        data_dir: Path, rs: FileRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run("r1")
+    rs.save(run)
+    assert index_rows(data_dir)["r1"] == ("running", None, None, 1)
+    run.status, run.waiting = RunStatus.WAITING, until_wait("2030-01-01T00:00:00Z")
+    puts: List[Tuple[bool, bool]] = []
+    real_put = RunIndex.put
+
+    def put(self: RunIndex, run_id: str, key: Any, *, dirty: bool, durable: bool) -> None:
+        puts.append((dirty, durable))
+        if not dirty:
+            raise Crash()  # dies after the file write, before the clean row
+        real_put(self, run_id, key, dirty=dirty, durable=durable)
+
+    monkeypatch.setattr(RunIndex, "put", put)
+    with pytest.raises(Crash):
+        rs.save(run)
+    monkeypatch.undo()
+    assert puts == [(False, False)]  # no durable dirty commit: the row was dirty already
+    assert index_rows(data_dir)["r1"] == ("running", None, None, 1)  # still dirty
+    rs2, _ = fresh(data_dir)
+    now = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    assert ids(rs2.list_due_wait_until(now=now)) == ["r1"]  # the file is the truth
+    assert ids(rs2.list_runs(status=RunStatus.WAITING)) == ["r1"]
+    assert index_rows(data_dir)["r1"] == ("waiting", "until", None, 0)  # repaired
+    rs2.close()
+
+
+def test_new_run_row_repaired_elsewhere_takes_the_long_form(
+        data_dir: Path, rs: FileRunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's "left it dirty" hint is checked against the row: another process's
+    query may have cleaned it, and then skipping the dirty phase would be unsafe."""
+    run = make_run("r1")
+    rs.save(run)
+    rs2, _ = fresh(data_dir)
+    assert ids(rs2.list_runs(status=RunStatus.RUNNING)) == ["r1"]
+    assert index_rows(data_dir)["r1"] == ("running", None, None, 0)  # repaired by rs2
+    run.status, run.waiting = RunStatus.WAITING, user_wait("k")
+    real_put = RunIndex.put
+
+    def put(self: RunIndex, run_id: str, key: Any, *, dirty: bool, durable: bool) -> None:
+        if not dirty:
+            raise Crash()
+        real_put(self, run_id, key, dirty=dirty, durable=durable)
+
+    monkeypatch.setattr(RunIndex, "put", put)
+    monkeypatch.setattr(RunIndex, "clear_dirty", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        rs.save(run)
+    monkeypatch.undo()
+    assert index_rows(data_dir)["r1"] == ("waiting", "user", "k", 1)  # the long form's row
+    assert ids(rs2.list_runs(wait_key="k")) == ["r1"]
     rs2.close()
 
 

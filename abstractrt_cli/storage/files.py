@@ -41,8 +41,12 @@ file's identity, so a save that changes none of them costs one atomic file write
 ``stat`` to be sure no other process replaced the file meanwhile). When they do change,
 under the run's lock: write the row as *dirty* with the new fields (durably), replace the
 run file, clear the dirty flag. Queries also read the dirty rows — a crash between the
-two steps leaves one — and repair them under the run's lock. A run file that turns out
-corrupt gets a dirty row too, so every query reports it (``on_corrupt``) until fixed.
+two steps leaves one — and repair them under the run's lock. A new *running* run (what
+``Runtime.start`` saves) gets its row dirty from the start, so its first index-changing
+save (running -> waiting, ...) finds it dirty already — read under the run's lock, not
+assumed — and skips the durable first step (the argument: ``_write_indexed``). A run
+file that turns out corrupt gets a dirty row too, so every query reports it
+(``on_corrupt``) until fixed.
 
 Rebuild. A missing, incomplete (crashed rebuild) or corrupt index is rebuilt from the
 run files on first use; ``rebuild_index()`` does it on demand — it is also the remedy
@@ -237,6 +241,8 @@ class FileRunStore:
         self._writers = locks.SharedFlock(self._layout.rebuild_lock)
         # run_id -> (indexed fields, identity of the run file that has them)
         self._known: Dict[str, Tuple[IndexKey, FileIdent]] = {}
+        # Runs this store created whose row it left dirty (see ``_write_indexed``).
+        self._born_dirty: Set[str] = set()
         self._finalizer = weakref.finalize(self, _close_all, self._index, self._writers)
 
     @property
@@ -298,21 +304,58 @@ class FileRunStore:
 
     def _write_indexed(self, rid: str, path: str, data: bytes, key: IndexKey,
                        known: bool) -> None:
-        """Row first (dirty unless the run is new), then the file, then clean the row."""
+        """Row first (dirty), then the file, then clean the row — or, if the row is dirty
+        already, just the file and then the clean row.
+
+        Runs under the run's lock and ``writers`` shared. Safety of the short form: a row
+        that reads dirty here stays dirty until *we* change it — only saves (under the
+        run's lock, which we hold) and repairs (also under it) clean a row; ``mark_dirty``
+        only dirties; a rebuild waits for ``writers``. And it is dirty *durably*: every
+        write that sets ``dirty = 1`` (``put(dirty=True)``, ``mark_dirty``) is a durable
+        commit, and SQLite syncs a WAL commit before other connections can see it. So
+        until our clean row is durable, whatever a crash leaves of the index (a prefix of
+        its commits) has this row dirty: the invariant holds with no commit of our own
+        before the file write, and the clean row needs no durability (losing it leaves a
+        dirty row, merely re-checked).
+        """
         idx = self._index
-        new = not os.path.exists(path)
-        dirty = False
-        # Fields we know changed need no look at the row; otherwise it may be right already.
-        if known or idx.get(rid) != (key, False):
-            # A new run needs no dirty phase: until its file exists no query can miss it.
-            dirty = not new
-            idx.put(rid, key, dirty=dirty, durable=True)
-        if new:
+        if not os.path.exists(path):
+            # A new run needs no dirty phase: until its file exists no query can miss it
+            # (a crash before then leaves a row without a file, which queries delete).
+            # A new *running* run (``Runtime.start``) is about to change its indexed
+            # fields on its first tick (to waiting, completed, failed): its row goes in
+            # dirty, so that that save takes the short form below, with one durable
+            # commit fewer. Until then (or a query's repair) every query re-checks the
+            # run — one file read, and it finds the run whatever the file says. Other
+            # new runs (imports, tests) go in clean: queries must not re-read them all.
+            born_dirty = key.status == RunStatus.RUNNING.value
+            idx.put(rid, key, dirty=born_dirty, durable=True)
             self._create_ledger_file(rid)
-        ident = self._write(path, rid, data)
-        self._remember(rid, key, ident)
-        if dirty:
-            idx.clear_dirty(rid, key)
+            self._remember(rid, key, self._write(path, rid, data))
+            if born_dirty:
+                self._hint_dirty(rid)
+            return
+        row = None
+        # Fields we know changed need no look at the row, unless we left it dirty (a hint
+        # only: the row itself is read, under the lock, to be sure it still is).
+        if not known or rid in self._born_dirty:
+            row = idx.get(rid)
+            self._born_dirty.discard(rid)
+            if row == (key, False):
+                self._remember(rid, key, self._write(path, rid, data))
+                return
+        if row is not None and row[1]:
+            self._remember(rid, key, self._write(path, rid, data))
+            idx.put(rid, key, dirty=False, durable=False)
+            return
+        idx.put(rid, key, dirty=True, durable=True)
+        self._remember(rid, key, self._write(path, rid, data))
+        idx.clear_dirty(rid, key)
+
+    def _hint_dirty(self, rid: str) -> None:
+        if len(self._born_dirty) >= _KNOWN_MAX:
+            self._born_dirty.clear()  # only a hint: without it the save takes the long form
+        self._born_dirty.add(rid)
 
     def _create_ledger_file(self, rid: str) -> None:
         """An empty ledger beside a new run file: the run's directory fsync covers both."""

@@ -19,7 +19,9 @@ lock) first writes the row with the new fields and ``dirty = 1`` — durably —
 replaces the run file, then clears ``dirty``. A crash in between leaves a dirty row;
 every query reads all dirty rows (normally none) besides the clean rows that match, checks
 them against their run files, and repairs them under the run's lock. A new run needs no
-dirty phase: before its file exists no query can be missing it.
+dirty phase: before its file exists no query can be missing it. A row that is dirty
+already needs none either: the file is replaced, then the row rewritten clean (not
+durably). That relies on every write of ``dirty = 1`` being a durable commit.
 
 Why SQLite rather than directories of marker files or an append-only log: a transition
 touches several categories (status, reason, key, due time) and SQLite makes all of them
