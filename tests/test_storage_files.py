@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from store_contract import T0, ids, make_run, record, until_wait, user_wait
 
-from abstractrt_cli import Effect, Runtime, StepPlan, WorkflowSpec
+from abstractrt_cli import Runtime
 from abstractrt_cli.core.models import RunStatus, WaitReason
 from abstractrt_cli.errors import (
     CorruptLedgerError,
@@ -25,6 +26,9 @@ from abstractrt_cli.storage import FileLedgerStore, FileRunStore, open_file_stor
 from abstractrt_cli.storage import files as files_mod
 from abstractrt_cli.storage.chain import verify_ledger_chain
 from abstractrt_cli.storage.index import RunIndex
+
+sys.path.insert(0, str(Path(__file__).parent / "assets" / "storage"))
+from workflows import counter_workflow  # noqa: E402  (the crash and concurrency tests' workflow)
 
 
 @pytest.fixture
@@ -271,8 +275,8 @@ def test_deleted_line_fails_verification(ls: FileLedgerStore) -> None:
 
 def test_deleted_last_line_is_caught_by_the_checkpoint(data_dir: Path) -> None:
     rs, ls = fresh(data_dir)
-    wf = counting_workflow(3)
-    rt = Runtime(run_store=rs, ledger_store=ls, effect_handlers={"count": lambda run, eff: {}})
+    wf = counter_workflow(3)
+    rt = Runtime(run_store=rs, ledger_store=ls, effect_handlers={"side": lambda run, eff: {}})
     rid = rt.start(workflow=wf)
     run = rt.tick(run_id=rid, workflow=wf)
     assert run.status == RunStatus.COMPLETED and run.ledger_count == 4
@@ -368,20 +372,6 @@ def test_head_cache_notices_another_process_appending(data_dir: Path) -> None:
 # ---------------------------------------------------------------------------- the index
 
 
-def counting_workflow(n: int) -> WorkflowSpec:
-    def step(run: Any, ctx: Any) -> StepPlan:
-        i = run.vars.get("i", 0)
-        if i >= n:
-            return StepPlan("step", complete_output={"i": i})
-        return StepPlan("step", effect=Effect("count", {"i": i}, f"out.{i}"), next_node="inc")
-
-    def inc(run: Any, ctx: Any) -> StepPlan:
-        run.vars["i"] = run.vars.get("i", 0) + 1
-        return StepPlan("inc", next_node="step")
-
-    return WorkflowSpec("counting", "step", {"step": step, "inc": inc})
-
-
 def index_rows(data_dir: Path) -> Dict[str, tuple]:
     idx = RunIndex(str(data_dir / "index" / "index.sqlite3"))
     try:
@@ -397,8 +387,8 @@ class Crash(Exception):
 
 def test_save_without_index_changes_costs_one_file_write(
         rs: FileRunStore, ls: FileLedgerStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    wf = counting_workflow(20)
-    rt = Runtime(run_store=rs, ledger_store=ls, effect_handlers={"count": lambda run, eff: {}})
+    wf = counter_workflow(20)
+    rt = Runtime(run_store=rs, ledger_store=ls, effect_handlers={"side": lambda run, eff: {}})
     rid = rt.start(workflow=wf)
     rt.tick(run_id=rid, workflow=wf, max_steps=4)  # warm: the run's fields are known
 
