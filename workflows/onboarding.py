@@ -12,36 +12,31 @@ Vars: ``name`` (default Ada).
 from abstractrt_cli import Effect, EffectType, StepPlan, WorkflowSpec
 
 
+def start_child(run, node_id, workflow_id, result_key, next_node, *, is_async=False):
+    """A step that starts child workflow ``workflow_id`` for the new hire."""
+    payload = {"workflow_id": workflow_id, "vars": {"name": run.vars["name"]}}
+    if is_async:
+        payload["async"] = True  # returns {"sub_run_id", "async": true} at once
+    return StepPlan(
+        node_id=node_id,
+        effect=Effect(EffectType.START_SUBWORKFLOW, payload, result_key=result_key),
+        next_node=next_node,
+    )
+
+
 def begin(run, ctx):
     run.vars.setdefault("name", "Ada")
-    return StepPlan(
-        node_id="begin",
-        effect=Effect(EffectType.START_SUBWORKFLOW,
-                      {"workflow_id": "onboarding_account", "vars": {"name": run.vars["name"]}},
-                      result_key="account"),
-        next_node="welcome",
-    )
+    # Sync child that completes at once: its output is the result, no wait.
+    return start_child(run, "begin", "onboarding_account", "account", "welcome")
 
 
 def welcome(run, ctx):
-    return StepPlan(
-        node_id="welcome",
-        effect=Effect(EffectType.START_SUBWORKFLOW,
-                      {"workflow_id": "onboarding_welcome", "vars": {"name": run.vars["name"]}},
-                      result_key="welcome"),
-        next_node="swag",
-    )
+    # Sync child that waits for a person: this run waits too, then resumes by itself.
+    return start_child(run, "welcome", "onboarding_welcome", "welcome", "swag")
 
 
 def swag(run, ctx):
-    return StepPlan(
-        node_id="swag",
-        effect=Effect(EffectType.START_SUBWORKFLOW,
-                      {"workflow_id": "onboarding_swag", "vars": {"name": run.vars["name"]},
-                       "async": True},
-                      result_key="swag"),
-        next_node="finish",
-    )
+    return start_child(run, "swag", "onboarding_swag", "swag", "finish", is_async=True)
 
 
 def finish(run, ctx):
