@@ -1,7 +1,12 @@
-"""One exception tree for abstractrt: every error knows its exit code and message.
+"""One exception tree for abstractrt: every error knows its exit code, code and message.
 
 Exit codes (PRODUCT.md §4): 1 the command could not do what was asked, 2 wrong usage,
-3 the run ended failed (not an exception), 4 the run is busy in another process.
+3 the run ended failed (not an exception: see ``EXIT_RUN_FAILED``), 4 the run is busy
+in another process. ``code`` is a stable string per kind of error (``run_not_found``),
+for scripts that read ``--json`` errors; ``tests/test_errors.py`` keeps them unique.
+
+Messages say what went wrong and never carry command-line advice: the kernel is a
+library. The ``ops`` layer adds hints for people with ``with_hint``.
 """
 
 from __future__ import annotations
@@ -9,10 +14,18 @@ from __future__ import annotations
 from typing import Any, Iterable, Optional
 
 
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_RUN_FAILED = 3  # the command worked, but the run it drove ended failed
+EXIT_BUSY = 4
+
+
 class AbstractRTError(Exception):
     """Root of every error abstractrt raises on purpose."""
 
-    exit_code = 1
+    exit_code = EXIT_ERROR
+    code = "error"
 
     def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
         super().__init__(message)
@@ -26,27 +39,41 @@ class AbstractRTError(Exception):
         self.hint = hint
         return self
 
+    def to_jsonable(self) -> dict:
+        """The ``--json`` error document."""
+        doc = {"code": self.code, "exit": self.exit_code, "message": self.message}
+        if self.hint:
+            doc["hint"] = self.hint
+        return {"error": doc}
+
 
 class UsageError(AbstractRTError):
     """The command was called wrongly (exit 2)."""
 
-    exit_code = 2
+    code = "usage"
+
+    exit_code = EXIT_USAGE
 
 
 class UnknownRunError(AbstractRTError, KeyError):
+    code = "run_not_found"
+
     def __init__(self, run_id: str) -> None:
-        super().__init__(f"no such run: {run_id}", hint="list runs with `abstractrt runs`")
+        super().__init__(f"no such run: {run_id}")
         self.run_id = run_id
 
 
 class NoWaiterError(AbstractRTError):
+    code = "no_waiter"
+
     def __init__(self, wait_key: str) -> None:
-        super().__init__(f"no run is waiting on key {wait_key!r}",
-                         hint="see `abstractrt waiting` for the keys runs wait on")
+        super().__init__(f"no run is waiting on key {wait_key!r}")
         self.wait_key = wait_key
 
 
 class AmbiguousRunError(AbstractRTError, KeyError):
+    code = "run_ambiguous"
+
     def __init__(self, prefix: str, candidates: Iterable[str]) -> None:
         cands = sorted(candidates)
         shown = ", ".join(cands[:10]) + (" …" if len(cands) > 10 else "")
@@ -56,12 +83,16 @@ class AmbiguousRunError(AbstractRTError, KeyError):
 
 
 class InvalidRunIdError(AbstractRTError, ValueError):
+    code = "invalid_run_id"
+
     def __init__(self, run_id: str, why: str = "") -> None:
         super().__init__(f"invalid run id {run_id!r}" + (f": {why}" if why else ""))
         self.run_id = run_id
 
 
 class UnknownWorkflowError(AbstractRTError, KeyError):
+    code = "workflow_not_found"
+
     def __init__(self, workflow_id: str, known: Iterable[str] = (), *,
                  directory: Optional[str] = None) -> None:
         known = sorted(known)
@@ -74,12 +105,16 @@ class UnknownWorkflowError(AbstractRTError, KeyError):
 class WorkflowLoadError(AbstractRTError):
     """A workflow file failed to import, or its workflow cannot be used."""
 
+    code = "workflow_broken"
+
     def __init__(self, message: str, *, path: Optional[str] = None) -> None:
         super().__init__(message)
         self.path = path
 
 
 class DuplicateWorkflowError(AbstractRTError):
+    code = "workflow_duplicate"
+
     def __init__(self, workflow_id: str, first: str, second: str) -> None:
         super().__init__(f"workflow {workflow_id!r} is defined twice: in {first} and in {second}")
         self.workflow_id = workflow_id
@@ -87,6 +122,8 @@ class DuplicateWorkflowError(AbstractRTError):
 
 
 class RunNotWaitingError(AbstractRTError):
+    code = "run_not_waiting"
+
     def __init__(self, run_id: str, status: str) -> None:
         super().__init__(f"run {run_id} is not waiting (status: {status})")
         self.run_id = run_id
@@ -96,12 +133,16 @@ class RunNotWaitingError(AbstractRTError):
 class PromptMovedOnError(AbstractRTError):
     """The wait someone answered was answered elsewhere; the run has moved on."""
 
+    code = "prompt_moved_on"
+
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} has moved on: that prompt was answered elsewhere")
         self.run_id = run_id
 
 
 class WaitKeyMismatchError(AbstractRTError):
+    code = "wait_key_mismatch"
+
     def __init__(self, run_id: str, expected: Optional[str], given: str) -> None:
         super().__init__(f"run {run_id} waits on key {expected!r}, not {given!r}")
         self.run_id = run_id
@@ -110,6 +151,8 @@ class WaitKeyMismatchError(AbstractRTError):
 
 
 class InvalidChoiceError(AbstractRTError, ValueError):
+    code = "invalid_choice"
+
     def __init__(self, run_id: str, answer: Any, choices: Iterable[str]) -> None:
         choices = list(choices)
         super().__init__(
@@ -124,20 +167,28 @@ class InvalidChoiceError(AbstractRTError, ValueError):
 class PayloadError(AbstractRTError, ValueError):
     """A payload or vars document is not what it must be (a JSON object)."""
 
+    code = "invalid_payload"
+
 
 class InputFileError(AbstractRTError, OSError):
+    code = "unreadable_file"
+
     def __init__(self, path: str, why: str) -> None:
         super().__init__(f"cannot read {path}: {why}")
         self.path = path
 
 
 class CorruptRunError(AbstractRTError):
+    code = "corrupt_run"
+
     def __init__(self, path: str, why: str) -> None:
         super().__init__(f"corrupt run file {path}: {why}")
         self.path = path
 
 
 class CorruptLedgerError(AbstractRTError):
+    code = "corrupt_ledger"
+
     def __init__(self, path: str, line: int, why: str) -> None:
         super().__init__(f"corrupt ledger {path}, line {line}: {why}")
         self.path = path
@@ -145,6 +196,8 @@ class CorruptLedgerError(AbstractRTError):
 
 
 class LedgerVerifyError(AbstractRTError):
+    code = "ledger_verify_failed"
+
     def __init__(self, run_id: str, report: dict) -> None:
         super().__init__(f"ledger of run {run_id} failed verification: {report.get('message')}")
         self.run_id = run_id
@@ -154,16 +207,120 @@ class LedgerVerifyError(AbstractRTError):
 class LimitsError(AbstractRTError, ValueError):
     """An unknown limit key or a value of the wrong type."""
 
+    code = "invalid_limits"
+
 
 class RunBusyError(AbstractRTError, TimeoutError):
-    exit_code = 4
+    code = "run_busy"
+
+    exit_code = EXIT_BUSY
 
     def __init__(self, run_id: str) -> None:
-        super().__init__(
-            f"run {run_id} is busy in another process", hint="try again later"
-        )
+        super().__init__(f"run {run_id} is busy in another process")
         self.run_id = run_id
 
 
 class AnswerScriptError(AbstractRTError):
     """A scripted answers file is malformed."""
+
+    code = "invalid_answer_script"
+
+
+class ConfigError(AbstractRTError):
+    """A settings file or value is wrong (exit 2: it is how the command was called)."""
+
+    exit_code = EXIT_USAGE
+    code = "invalid_config"
+
+
+class LedgerMismatchError(AbstractRTError):
+    """The ledger no longer holds the records the run's checkpoint says it has.
+
+    Raised before anything is appended, so a damaged tail is never laundered by the next
+    step onto a shortened chain.
+    """
+
+    code = "ledger_mismatch"
+
+    def __init__(self, run_id: str, why: str) -> None:
+        super().__init__(f"ledger of run {run_id} does not match its checkpoint: {why}")
+        self.run_id = run_id
+
+
+class StateNotSavableError(AbstractRTError, TypeError):
+    """A run's state cannot be stored (a value in ``run.vars`` is not JSON)."""
+
+    code = "state_not_savable"
+
+    def __init__(self, run_id: str, why: str) -> None:
+        super().__init__(f"run {run_id}: its state cannot be saved: {why}")
+        self.run_id = run_id
+
+
+class StepTimeoutError(AbstractRTError, TimeoutError):
+    """A node or an effect handler ran past the step time limit."""
+
+    code = "step_timeout"
+
+    def __init__(self, run_id: str, node_id: str, seconds: float) -> None:
+        super().__init__(f"run {run_id}: node {node_id!r} ran past the step time limit "
+                         f"({seconds:g} s)")
+        self.run_id = run_id
+        self.node_id = node_id
+        self.seconds = seconds
+
+
+class StoreIOError(AbstractRTError, OSError):
+    """The environment refused a store operation (permission, read-only, disk full...)."""
+
+    code = "store_io"
+
+    def __init__(self, path: str, why: str, *, code: Optional[str] = None) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        if code:
+            self.code = code
+
+
+class SymlinkRefusedError(AbstractRTError):
+    """A data-dir file is a symbolic link: never followed (it could point anywhere)."""
+
+    code = "symlink_refused"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"refusing to follow the symbolic link {path} in the data dir")
+        self.path = path
+
+
+class DataDirVersionError(AbstractRTError):
+    """The data dir (or database schema) was written by a newer abstractrt."""
+
+    code = "store_too_new"
+
+    def __init__(self, where: str, found: int, known: int) -> None:
+        super().__init__(f"{where} has format version {found}; this abstractrt knows "
+                         f"versions up to {known}")
+        self.found = found
+        self.known = known
+
+
+class StoreUnavailableError(AbstractRTError):
+    """A store cannot be opened: driver missing, server unreachable, bad credentials."""
+
+    code = "store_unavailable"
+
+
+class SignatureError(AbstractRTError):
+    """A signing key is malformed or cannot be read or created."""
+
+    code = "signing_key"
+
+
+def all_error_classes() -> list:
+    """Every AbstractRTError subclass defined here (the README documents their codes)."""
+    out, todo = [], [AbstractRTError]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out

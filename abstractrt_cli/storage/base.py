@@ -1,13 +1,28 @@
-"""Store protocols: what the runtime needs from a run store and a ledger store.
+"""Store protocols: what the kernel needs, what queries need, and the bundle of both.
 
-Every store (memory, files, any added later) passes the same contract suite
-(``tests/store_contract.py``).
+Every store (memory, files, PostgreSQL, any added later) passes the same contract suite
+(``tests/store_contract.py``). Nothing outside ``storage/`` names a concrete store: the
+CLI and ``ops`` get a ``Stores`` from ``storage.open_stores(...)``.
+
+The rules the kernel relies on:
+
+- ``LedgerStore.append`` is durable when it returns (an effect's outcome is in the
+  ledger before the run moves past it: record before proceeding).
+- ``RunStore.save`` is atomic: after a crash a run is at its old or its new checkpoint.
+- A store may also offer ``commit(records, run)`` (``CommitStore``): append the records
+  and, if ``run`` is given, checkpoint it covering them, *in one transaction*. The
+  kernel uses it when present (PostgreSQL); otherwise it appends, then saves, and rolls
+  forward whatever a crash left beyond the checkpoint (``core/replay.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Protocol, Tuple
+from typing import (
+    Any, Callable, ContextManager, Dict, FrozenSet, List, Optional, Protocol, Sequence, Tuple,
+    runtime_checkable,
+)
 
 from ..core.models import RunState, RunStatus, StepRecord, WaitReason
 from ..errors import CorruptRunError
@@ -15,7 +30,10 @@ from ..errors import CorruptRunError
 OnCorrupt = Optional[Callable[[CorruptRunError], None]]
 
 
+@runtime_checkable
 class RunStore(Protocol):
+    """What the kernel needs to keep runs."""
+
     def save(self, run: RunState) -> None:
         """Persist a run (atomically, for durable stores)."""
 
@@ -25,6 +43,19 @@ class RunStore(Protocol):
     def lock(self, run_id: str, *, timeout: float) -> ContextManager[None]:
         """Hold the run exclusively; ``timeout=0`` tries once. Raises RunBusyError."""
 
+    def list_children(
+        self, *, parent_run_id: str, status: Optional[RunStatus] = None
+    ) -> List[RunState]:
+        """Runs whose ``parent_run_id`` is the given run, oldest first."""
+
+
+@runtime_checkable
+class RunQueries(Protocol):
+    """What the commands need to find runs. Costs grow with the matches, not the total."""
+
+    def validate_run_id(self, run_id: Any) -> str:
+        """The run id if this store can keep it; else InvalidRunIdError."""
+
     def list_runs(
         self,
         *,
@@ -32,30 +63,33 @@ class RunStore(Protocol):
         workflow_id: Optional[str] = None,
         wait_reason: Optional[WaitReason] = None,
         wait_key: Optional[str] = None,
+        parent_run_id: Optional[str] = None,
+        created_since: Optional[datetime] = None,
         limit: Optional[int] = None,
         on_corrupt: OnCorrupt = None,
     ) -> List[RunState]:
         """Matching runs, newest (``created_at``) first.
 
-        A corrupt run file among the candidates is passed to ``on_corrupt`` (raised when
-        it is None); it is never silently skipped.
+        A corrupt run among the candidates is passed to ``on_corrupt`` (raised when it
+        is None); it is never silently skipped, and it counts towards ``limit``.
         """
 
     def list_due_wait_until(
         self, *, now: datetime, limit: Optional[int] = None, on_corrupt: OnCorrupt = None
     ) -> List[RunState]:
-        """Runs waiting with reason ``until`` whose time is at or before ``now``."""
+        """Runs waiting with reason ``until`` whose time is at or before ``now``, earliest first."""
 
-    def list_children(
-        self, *, parent_run_id: str, status: Optional[RunStatus] = None
-    ) -> List[RunState]:
-        """Runs whose ``parent_run_id`` is the given run."""
+    def earliest_due(self) -> Optional[datetime]:
+        """The earliest ``until`` of any waiting run (the worker sleeps until then)."""
 
     def match_prefix(self, prefix: str, *, limit: int = 20) -> List[str]:
-        """Ids of runs starting with ``prefix`` (at most ``limit``)."""
+        """Ids of runs starting with ``prefix`` (at most ``limit``), sorted."""
 
 
+@runtime_checkable
 class LedgerStore(Protocol):
+    """Hash-chained, append-only records, one chain per run."""
+
     def append(self, record: StepRecord) -> Dict[str, Any]:
         """Chain (``seq``, ``prev_hash``, ``record_hash``) and durably append a record."""
 
@@ -63,7 +97,52 @@ class LedgerStore(Protocol):
         """Every record of a run, oldest first."""
 
     def head(self, run_id: str) -> Tuple[int, Optional[str]]:
-        """(record count, hash of the last record) — cheap, without reading everything."""
+        """(record count, hash of the last record): cheap, without reading everything."""
 
     def records_since(self, run_id: str, count: int) -> List[Dict[str, Any]]:
         """Records whose ``seq`` is >= ``count``: those after a checkpoint. Cheap."""
+
+
+@runtime_checkable
+class CommitStore(Protocol):
+    """A run store that can append records and checkpoint in one transaction."""
+
+    def commit(self, records: Sequence[StepRecord], run: Optional[RunState]) -> List[Dict[str, Any]]:
+        """Chain and append ``records``; if ``run`` is given, set its ``ledger_count`` /
+        ``ledger_head`` to the new head and save it, all or nothing."""
+
+
+@dataclass
+class Stores:
+    """One store, as the commands see it: its run store (also its queries), its ledger.
+
+    ``kind`` is ``"files"``, ``"memory"`` or ``"postgresql"``; ``location`` a path or a
+    URL with the password removed; ``capabilities`` what the store can do beyond the
+    protocols above (the contract suite skips what a store lacks, and a command asking
+    for a missing one gets a clear error instead of a silent no-op).
+    """
+
+    runs: Any
+    ledger: Any
+    kind: str
+    location: str
+    capabilities: FrozenSet[str] = field(default_factory=frozenset)
+
+    def info(self) -> Dict[str, Any]:
+        """What ``store info`` prints: kind, location, format version, runs by status."""
+        fn = getattr(self.runs, "info", None)
+        extra = fn() if fn is not None else {}
+        return {"store": self.kind, "location": self.location, **extra}
+
+    def reindex(self) -> Dict[str, Any]:
+        """Rebuild whatever query index the store keeps; stores without one say so."""
+        fn = getattr(self.runs, "rebuild_index", None)
+        if fn is None:
+            return {"store": self.kind, "reindexed": False, "why": "this store keeps no separate index"}
+        return fn()
+
+    def close(self) -> None:
+        for part in (self.runs, self.ledger):
+            fn = getattr(part, "close", None)
+            if fn is not None:
+                fn()
