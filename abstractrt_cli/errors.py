@@ -155,8 +155,9 @@ class InvalidChoiceError(AbstractRTError, ValueError):
 
     def __init__(self, run_id: str, answer: Any, choices: Iterable[str]) -> None:
         choices = list(choices)
+        what = "no answer" if answer is None else f"invalid answer {answer!r}"
         super().__init__(
-            f"invalid answer {answer!r} for run {run_id}: must be one of "
+            f"{what} for run {run_id}: must be one of "
             + ", ".join(repr(c) for c in choices)
         )
         self.run_id = run_id

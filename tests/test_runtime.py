@@ -30,7 +30,7 @@ from abstractrt_cli import (
     WorkflowSpec,
     verify_ledger_chain,
 )
-from abstractrt_cli.core import runtime as runtime_module
+from abstractrt_cli.core import loop as runtime_module
 from abstractrt_cli.core.timeutil import parse_timestamp
 from abstractrt_cli.errors import (
     InvalidChoiceError,
@@ -205,12 +205,27 @@ def test_defect_8_choices_enforced_and_refusal_changes_nothing(runtime):
     rid, run = launch(runtime, ask_wf(choices=["yes", "no"], allow_free_text=False))
     assert run.waiting.choices == ["yes", "no"] and run.waiting.allow_free_text is False
     before = snapshot(runtime, rid)
-    for payload in ({"response": "maybe"}, {"response": "YES"}, {}, {"answer": "yes"}):
-        with pytest.raises(InvalidChoiceError, match="yes"):
+    for payload in ({"response": "maybe"}, {"response": "ye"}, {}, {"answer": "yes"}):
+        with pytest.raises(InvalidChoiceError, match="yes") as err:
             runtime.resume(run_id=rid, payload=payload)
+        assert "None" not in str(err.value)
     assert snapshot(runtime, rid) == before
     done = runtime.resume(run_id=rid, payload={"response": "no"})
     assert done.status is RunStatus.COMPLETED and done.vars["answer"] == {"response": "no"}
+
+
+def test_choice_matches_case_insensitively_and_stores_the_choice_as_written(runtime):
+    rid, _ = launch(runtime, ask_wf(choices=["Yes", "no"], allow_free_text=False))
+    done = runtime.resume(run_id=rid, payload={"response": "YES"})
+    assert done.vars["answer"] == {"response": "Yes"}
+    rec = [r for r in runtime.get_ledger(rid) if r["kind"] == "resume"][-1]
+    assert rec["result"]["payload"] == {"response": "Yes"}
+
+
+def test_choice_ambiguous_case_insensitive_match_is_refused(runtime):
+    rid, _ = launch(runtime, ask_wf(choices=["yes", "YES"], allow_free_text=False))
+    with pytest.raises(InvalidChoiceError):
+        runtime.resume(run_id=rid, payload={"response": "Yes"})
 
 
 def test_ask_user_free_text_allowed_accepts_any_answer(runtime):
@@ -474,7 +489,7 @@ def test_defect_7_resume_is_recorded_in_ledger(runtime):
     assert rec["result"]["reason"] == "user"
     assert rec["node_id"] == "a"
     kinds = [r["kind"] for r in records(runtime, rid)]
-    assert kinds == ["effect", "resume", "complete"]
+    assert kinds == ["start", "effect", "resume", "complete"]
     assert_ledger_verifies(runtime, rid)
 
 
@@ -551,7 +566,7 @@ def test_handler_raising_fails_the_run(make_runtime):
     rid, run = launch(rt, effect_wf("x"))
     assert run.status is RunStatus.FAILED
     assert "ValueError: failure 1" in run.error and "node 'a'" in run.error
-    assert [r["kind"] for r in records(rt, rid)] == ["effect", "fail"]
+    assert [r["kind"] for r in records(rt, rid)] == ["start", "effect", "fail"]
 
 
 def test_non_retryable_error_fails_at_once_despite_retry_policy(make_runtime):
@@ -851,12 +866,12 @@ def test_defect_4_prior_result_lookup_does_not_scan_ledger(make_runtime):
         run = rt.tick(run_id=rid, max_steps=1000)
     assert run.status is RunStatus.COMPLETED
     assert spy.list_calls == 0
-    assert len(spy.since) == 300
-    # Each lookup asks for the records after the run's checkpoint (none, in a clean run),
-    # however long the ledger has grown.
-    assert all(count == total and returned == 0 for count, total, returned in spy.since)
-    assert spy.since[-1][0] >= 299
-    assert run.ledger_count == spy.head(rid)[0]
+    # The ledger is read once, when the run is locked: from the checkpoint's last record
+    # (to check it) on — one record in a clean run, however long the ledger has grown.
+    # No effect step reads it again.
+    assert len(spy.since) == 1
+    assert all(count == total - 1 and returned == 1 for count, total, returned in spy.since)
+    assert run.ledger_count == spy.head(rid)[0] >= 301
 
 
 def test_lookup_after_resume_reads_only_the_resume_record(make_runtime):
@@ -882,7 +897,7 @@ def test_defect_1_cancelled_run_is_not_executed_by_tick(make_runtime):
     run = rt.tick(run_id=rid)
     assert run.status is RunStatus.CANCELLED
     assert h.calls == [] and snapshot(rt, rid) == before
-    assert [r["kind"] for r in records(rt, rid)] == ["cancel"]
+    assert [r["kind"] for r in records(rt, rid)] == ["start", "cancel"]
 
 
 def test_cancel_waiting_run_is_a_ledger_record(runtime):
@@ -1020,7 +1035,8 @@ def test_ledger_records_everything_and_verifies(make_runtime, clock):
     rid, run = launch(rt, w, actor_id="me", session_id="s")
     rt.update_limits(rid, {"max_iterations": 9})
     rt.resume(run_id=rid, payload={"response": "y"}, actor_id="you")
-    recs = records(rt, rid)
+    start, *recs = records(rt, rid)
+    assert (start["kind"], start["actor_id"], start["result"]["workflow_id"]) == ("start", "me", "wf")
     assert [(r["kind"], r["status"]) for r in recs] == [
         ("effect", "failed"), ("effect", "completed"), ("effect", "waiting"),
         ("limits", "updated"), ("resume", "resumed"), ("complete", "completed")]
@@ -1093,7 +1109,9 @@ def test_node_raising_fails_the_run(runtime):
 
     _, run = launch(runtime, wf(a=node("a", next="b"), b=boom))
     assert run.status is RunStatus.FAILED
-    assert run.error == "node 'b' raised ValueError: bad input"
+    assert run.error.startswith("node 'b' raised ValueError: bad input (")
+    assert run.error_info["type"] == "ValueError" and run.error_info["line"] > 0
+    assert run.error_info["file"].endswith("test_runtime.py")
     assert run.current_node == "b"
 
 

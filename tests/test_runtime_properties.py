@@ -210,7 +210,7 @@ def test_any_single_edit_deletion_or_truncation_is_detected(n, data):
     rid = rt.start(workflow=workflow)
     run = rt.tick(run_id=rid, workflow=workflow)
     recs = rt.get_ledger(rid)
-    assert len(recs) == n + 1
+    assert len(recs) == n + 2  # start, n effects, complete
     check = dict(expected_count=run.ledger_count, expected_head=run.ledger_head)
     assert verify_ledger_chain(recs, **check)["ok"]
 

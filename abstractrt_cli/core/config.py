@@ -5,17 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-# Limit keys a run may change while it lives, and the types each accepts.
-LIMIT_KEYS: Dict[str, tuple] = {
-    "max_iterations": (int,),
-    "current_iteration": (int,),
-    "max_tokens": (int,),
-    "max_output_tokens": (int, type(None)),
-    "estimated_tokens_used": (int,),
-    "max_history_messages": (int,),
-    "warn_iterations_pct": (int,),
-    "warn_tokens_pct": (int,),
-}
+from .limits import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_TOKENS, DEFAULT_WARN_PCT, LIMIT_KEYS
+
+__all__ = ["RuntimeConfig", "LIMIT_KEYS"]
 
 
 @dataclass(frozen=True)
@@ -28,21 +20,28 @@ class RuntimeConfig:
     wait for a run another process holds before raising ``RunBusyError``.
     """
 
-    max_iterations: int = 25
-    warn_iterations_pct: int = 80
+    max_iterations: int = DEFAULT_MAX_ITERATIONS
+    warn_iterations_pct: int = DEFAULT_WARN_PCT
     max_tokens: Optional[int] = None
     max_output_tokens: Optional[int] = None
-    warn_tokens_pct: int = 80
+    warn_tokens_pct: int = DEFAULT_WARN_PCT
     max_history_messages: int = -1
     model_capabilities: Dict[str, Any] = field(default_factory=dict)
     max_inline_backoff: float = 2.0
     lock_timeout: float = 2.0
+    # A node or effect handler running longer than this fails its attempt (None: no limit).
+    step_timeout: Optional[float] = 600.0
+    # The run file is rewritten at least every this many effects (and at every wait, end
+    # and operator action): the ledger is the truth, records beyond it are rolled forward.
+    effects_per_checkpoint: int = 32
+    # HMAC-SHA256 key: checkpoints are signed with it (see core/integrity.py).
+    signing_key: Optional[bytes] = None
 
     def to_limits_dict(self) -> Dict[str, Any]:
         return {
             "max_iterations": self.max_iterations,
             "current_iteration": 0,
-            "max_tokens": self.max_tokens or self.model_capabilities.get("max_tokens", 32768),
+            "max_tokens": self.max_tokens or self.model_capabilities.get("max_tokens", DEFAULT_MAX_TOKENS),
             "max_output_tokens": self.max_output_tokens,
             "estimated_tokens_used": 0,
             "max_history_messages": self.max_history_messages,

@@ -56,6 +56,7 @@ class EffectType(str, Enum):
 
 class StepStatus(str, Enum):
     STARTED = "started"
+    CHECKPOINTED = "checkpointed"
     COMPLETED = "completed"
     WAITING = "waiting"
     FAILED = "failed"
@@ -73,6 +74,8 @@ class RecordKind(str, Enum):
     RESUME = "resume"  # someone (or something) resumed a waiting run
     CANCEL = "cancel"
     LIMITS = "limits"
+    START = "start"  # the run was created: by whom, from which workflow, with which vars
+    CHECKPOINT = "checkpoint"  # carries the digest of a state no other record leads to
 
 
 def effect_type_name(value: Any) -> str:
@@ -128,6 +131,7 @@ class WaitState:
     choices: Optional[List[str]] = None
     allow_free_text: bool = True
     details: Optional[Dict[str, Any]] = None
+    since: Optional[str] = None  # when the wait began (kept when limits or retries touch the run)
 
     def to_jsonable(self) -> Dict[str, Any]:
         return {
@@ -140,6 +144,7 @@ class WaitState:
             "choices": self.choices,
             "allow_free_text": self.allow_free_text,
             "details": self.details,
+            "since": self.since,
         }
 
     @classmethod
@@ -162,6 +167,7 @@ class WaitState:
             allow_free_text=_check("waiting.allow_free_text", data.get("allow_free_text"),
                                    bool) is not False,
             details=_check("waiting.details", data.get("details"), dict),
+            since=_check("waiting.since", data.get("since"), str),
         )
 
     @classmethod
@@ -199,6 +205,10 @@ class RunState:
     pending_retry: Optional[Dict[str, Any]] = None  # {"idempotency_key", "attempt"}
     workflow_source: Optional[str] = None
     workflow_fingerprint: Optional[str] = None
+    # A node's exception: {"type", "message", "file", "line", "traceback": [lines]}.
+    error_info: Optional[Dict[str, Any]] = None
+    # HMAC-SHA256 over (run id, ledger count, ledger head, state digest), with a signing key.
+    checkpoint_sig: Optional[str] = None
 
     @classmethod
     def new(
@@ -244,6 +254,8 @@ class RunState:
             "pending_retry": self.pending_retry,
             "workflow_source": self.workflow_source,
             "workflow_fingerprint": self.workflow_fingerprint,
+            "error_info": self.error_info,
+            "checkpoint_sig": self.checkpoint_sig,
         }
 
     @classmethod
@@ -281,6 +293,8 @@ class RunState:
             workflow_fingerprint=_check(
                 "workflow_fingerprint", data.get("workflow_fingerprint"), str
             ),
+            error_info=_check("error_info", data.get("error_info"), dict),
+            checkpoint_sig=_check("checkpoint_sig", data.get("checkpoint_sig"), str),
         )
 
 
@@ -306,6 +320,8 @@ class StepRecord:
     # Beyond AbstractRuntime: what the record is about, and its position in the chain.
     kind: RecordKind = RecordKind.EFFECT
     seq: Optional[int] = None
+    # The digest of the run's state as checkpointed right after this record (if it is).
+    state_digest: Optional[str] = None
 
     def to_jsonable(self) -> Dict[str, Any]:
         return {
@@ -326,7 +342,7 @@ class StepRecord:
             "seq": self.seq,
             "prev_hash": self.prev_hash,
             "record_hash": self.record_hash,
-        }
+        } | ({"state_digest": self.state_digest} if self.state_digest else {})
 
 
 @dataclass

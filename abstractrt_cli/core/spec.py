@@ -53,6 +53,9 @@ class WorkflowEntry:
     source: Optional[str] = None
     fingerprint: Optional[str] = None
     description: Optional[str] = None
+    # Seconds a node or effect handler of this workflow may run (module-level
+    # STEP_TIMEOUT); None: the runtime's default.
+    step_timeout: Optional[float] = None
 
 
 class WorkflowRegistry:
@@ -70,6 +73,7 @@ class WorkflowRegistry:
         source: Optional[str] = None,
         fingerprint: Optional[str] = None,
         description: Optional[str] = None,
+        step_timeout: Optional[float] = None,
     ) -> WorkflowEntry:
         from .models import effect_type_name
 
@@ -80,6 +84,7 @@ class WorkflowRegistry:
             source=source,
             fingerprint=fingerprint,
             description=description,
+            step_timeout=step_timeout,
         )
         self._entries[spec.workflow_id] = entry
         return entry
