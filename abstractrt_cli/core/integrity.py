@@ -121,3 +121,54 @@ def init_signing_key(path: Optional[Path] = None) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def verify_run(run: RunState, records: Any, *, key: Optional[bytes] = None) -> Dict[str, Any]:
+    """``ledger --verify``: the chain, the checkpoint against it, the state digest, the
+    records beyond the checkpoint, and (with a key) the checkpoint's signature.
+
+    The report is ``verify_ledger_chain``'s, plus ``state`` ("proved", "not covered",
+    "mismatch"), ``beyond`` (records after the checkpoint), ``signature`` ("valid",
+    "invalid", "unsigned", "no key") and ``ok``.
+    """
+    from ..storage.chain import verify_ledger_chain
+
+    report = verify_ledger_chain(records, expected_count=run.ledger_count,
+                                 expected_head=run.ledger_head)
+    problems = [] if report["ok"] else [report["message"]]
+    count = run.ledger_count
+    beyond = len(records) - count if report["ok"] else 0
+    report["beyond"] = beyond
+    digest = None
+    if report["ok"] and count > 0:
+        digest = records[count - 1].get("state_digest")
+        if digest is None:
+            report["state"] = "not covered"  # a run checkpointed by an older abstractrt
+        elif digest != state_digest(run):
+            report["state"] = "mismatch"
+            problems.append(f"the run's checkpointed state does not match the digest in "
+                            f"record {count - 1}: the run file was edited")
+        else:
+            report["state"] = "proved"
+    else:
+        report["state"] = "not covered"
+    if beyond and run.status.is_terminal:
+        problems.append(f"{beyond} record(s) after the final checkpoint of this "
+                        f"{run.status.value} run (appended after it ended: forged?)")
+    elif beyond:
+        report["pending"] = f"{beyond} record(s) pending, beyond the checkpoint"
+    if key is None:
+        report["signature"] = "unsigned" if not run.checkpoint_sig else "no key"
+    elif not run.checkpoint_sig:
+        report["signature"] = "unsigned"
+    elif check_signature(key, run.checkpoint_sig, run.run_id, count, run.ledger_head, digest):
+        report["signature"] = "valid"
+    else:
+        report["signature"] = "invalid"
+        problems.append("the checkpoint's signature does not match: the ledger and run file "
+                        "were rewritten, or signed with another key")
+    report["ok"] = not problems
+    report["problems"] = problems
+    if problems:
+        report["message"] = problems[0]
+    return report

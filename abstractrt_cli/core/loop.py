@@ -391,9 +391,13 @@ class RunOp:
         timeout = entry.step_timeout if entry and entry.step_timeout is not None else rt.config.step_timeout
         # Steps that replay recorded effects do not count against ``max_steps``.
         bound = max_steps + len(self.replay.records)
-        while steps < max_steps or (steps < bound and self.replay.has_effects()):
-            steps += 1
+        while steps < max_steps or (steps < bound and self.replay.peek() is not None):
+            if self.replay.peek() is not None:
+                self.roll_forward()  # a limits change or a cancel recorded mid-tick
             run = self.run
+            if run.status != RunStatus.RUNNING:
+                return run
+            steps += 1
             node_id = run.current_node
             handler = nodes.get(node_id)
             if handler is None:
