@@ -62,8 +62,9 @@ def completed_keys(data: Path) -> Dict[str, Set[str]]:
             keys = [r["idempotency_key"] for r in records
                     if r["kind"] == "effect" and r["status"] == "completed"]
             assert len(keys) == len(set(keys)), f"{rid}: an effect was recorded twice"
-            # The checkpoint lags the ledger by at most the step in flight.
-            assert len(records) - run.ledger_count <= 1, (rid, len(records), run.ledger_count)
+            # The checkpoint may lag the ledger (the kernel rolls what is beyond it forward),
+            # never lead it.
+            assert len(records) >= run.ledger_count, (rid, len(records), run.ledger_count)
             out[rid] = set(keys)
         for status in RunStatus:  # the index tells the truth
             assert {r.run_id for r in rs.list_runs(status=status)} == by_status.get(status, set())

@@ -10,7 +10,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..core.models import RunState, RunStatus, StepRecord, WaitReason
 from ..core.timeutil import parse_timestamp
-from ..errors import RunBusyError
+from ..errors import InvalidRunIdError, RunBusyError
+from . import rules
 from .base import OnCorrupt
 from .chain import chain_record
 
@@ -24,10 +25,10 @@ class InMemoryRunStore:
         self._guard = threading.Lock()
 
     def save(self, run: RunState) -> None:
-        self._runs[run.run_id] = copy.deepcopy(run)
+        self._runs[self.validate_run_id(run.run_id)] = copy.deepcopy(run)
 
     def load(self, run_id: str) -> Optional[RunState]:
-        run = self._runs.get(run_id)
+        run = self._runs.get(self.validate_run_id(run_id))
         return copy.deepcopy(run) if run is not None else None
 
     @contextmanager
@@ -42,6 +43,14 @@ class InMemoryRunStore:
         finally:
             lk.release()
 
+    def validate_run_id(self, run_id: Any) -> str:
+        """Any non-empty string without '/' or NUL (nothing here is a file name)."""
+        if not isinstance(run_id, str):
+            raise InvalidRunIdError(repr(run_id), "a run id is a string")
+        if not run_id or "/" in run_id or "\0" in run_id:
+            raise InvalidRunIdError(run_id, "a run id is a non-empty string without '/' or NUL")
+        return run_id
+
     def list_runs(
         self,
         *,
@@ -49,45 +58,40 @@ class InMemoryRunStore:
         workflow_id: Optional[str] = None,
         wait_reason: Optional[WaitReason] = None,
         wait_key: Optional[str] = None,
+        parent_run_id: Optional[str] = None,
+        created_since: Optional[datetime] = None,
         limit: Optional[int] = None,
         on_corrupt: OnCorrupt = None,
     ) -> List[RunState]:
-        out = []
-        for run in self._runs.values():
-            if status is not None and run.status != status:
-                continue
-            if workflow_id is not None and run.workflow_id != workflow_id:
-                continue
-            if wait_reason is not None or wait_key is not None:
-                w = run.waiting
-                if run.status != RunStatus.WAITING or w is None:
-                    continue
-                if wait_reason is not None and w.reason != wait_reason:
-                    continue
-                if wait_key is not None and w.wait_key != wait_key:
-                    continue
-            out.append(run)
-        out.sort(key=lambda r: r.created_at, reverse=True)
+        f = rules.RunFilter.of(status=status, workflow_id=workflow_id, wait_reason=wait_reason,
+                               wait_key=wait_key, parent_run_id=parent_run_id,
+                               created_since=created_since)
+        if limit is not None and limit <= 0:
+            return []
+        out = sorted((r for r in self._runs.values() if f.matches(r)),
+                     key=rules.newest_first, reverse=True)
         return [copy.deepcopy(r) for r in out[:limit]]
 
     def list_due_wait_until(
         self, *, now: datetime, limit: Optional[int] = None, on_corrupt: OnCorrupt = None
     ) -> List[RunState]:
-        due = [
-            r for r in self._runs.values()
-            if r.status == RunStatus.WAITING and r.waiting is not None
-            and r.waiting.reason == WaitReason.UNTIL and r.waiting.until
-            and parse_timestamp(r.waiting.until) <= now
-        ]
-        due.sort(key=lambda r: parse_timestamp(r.waiting.until))  # type: ignore[union-attr]
+        if limit is not None and limit <= 0:
+            return []
+        now_dt = parse_timestamp(now)
+        due = sorted((r for r in self._runs.values() if rules.is_due(r, now_dt)),
+                     key=rules.earliest_due_first)
         return [copy.deepcopy(r) for r in due[:limit]]
+
+    def earliest_due(self) -> Optional[datetime]:
+        dues = [d for d in map(rules.due_at, self._runs.values()) if d is not None]
+        return min(dues) if dues else None
 
     def list_children(
         self, *, parent_run_id: str, status: Optional[RunStatus] = None
     ) -> List[RunState]:
-        kids = [r for r in self._runs.values() if r.parent_run_id == parent_run_id
-                and (status is None or r.status == status)]
-        kids.sort(key=lambda r: r.created_at)
+        status = rules.as_status(status)
+        kids = sorted((r for r in self._runs.values() if r.parent_run_id == parent_run_id
+                       and (status is None or r.status == status)), key=rules.oldest_first)
         return [copy.deepcopy(r) for r in kids]
 
     def match_prefix(self, prefix: str, *, limit: int = 20) -> List[str]:

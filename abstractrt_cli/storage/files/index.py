@@ -79,8 +79,14 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS runs_until ON runs(until_us, run_id) "
     "WHERE dirty = 0 AND until_us IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_parent_created ON runs(parent_run_id, created_us, run_id) "
+    "WHERE dirty = 0 AND parent_run_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS runs_dirty ON runs(run_id) WHERE dirty = 1",
 ]
+
+# An index only the newest schema has: a database without it gets the whole (idempotent)
+# schema, so an older index gains the new indexes on first use.
+_NEWEST_INDEX = "runs_parent_created"
 
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
@@ -142,7 +148,7 @@ class RunIndex:
                     conn.execute("PRAGMA journal_mode = WAL")
                 existing = {r[0] for r in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
-                if "runs_dirty" not in existing:
+                if _NEWEST_INDEX not in existing:
                     for stmt in _SCHEMA:
                         conn.execute(stmt)
             except BaseException as exc:
@@ -281,6 +287,8 @@ class RunIndex:
         workflow_id: Optional[str],
         wait_reason: Optional[str],
         wait_key: Optional[str],
+        parent_run_id: Optional[str] = None,
+        created_since_us: Optional[int] = None,
         before: Optional[Tuple[int, str]],
         limit: int,
     ) -> List[Tuple[str, int]]:
@@ -288,10 +296,14 @@ class RunIndex:
         where = ["dirty = 0"]
         params: List[Any] = []
         for col, val in (("status", status), ("workflow_id", workflow_id),
-                         ("wait_reason", wait_reason), ("wait_key", wait_key)):
+                         ("wait_reason", wait_reason), ("wait_key", wait_key),
+                         ("parent_run_id", parent_run_id)):
             if val is not None:
                 where.append(f"{col} = ?")
                 params.append(val)
+        if created_since_us is not None:
+            where.append("created_us >= ?")
+            params.append(created_since_us)
         if before is not None:
             where.append("(created_us, run_id) < (?, ?)")
             params.extend(before)
@@ -310,6 +322,11 @@ class RunIndex:
             params.extend(after)
         sql += " ORDER BY until_us, run_id LIMIT ?"
         return [(r[0], r[1]) for r in self._query(sql, (*params, limit))]
+
+    def earliest_until(self) -> Optional[int]:
+        """The smallest ``until_us`` of the clean rows (dirty ones are the caller's)."""
+        rows = self._query("SELECT min(until_us) FROM runs WHERE dirty = 0 AND until_us IS NOT NULL")
+        return rows[0][0] if rows and rows[0][0] is not None else None
 
     def children(self, parent_run_id: str) -> List[str]:
         return [r[0] for r in self._query(

@@ -1,0 +1,157 @@
+"""Keeping the file store's query index whole: build it when missing, rebuild it when
+corrupt or on demand.
+
+A missing, incomplete (crashed rebuild) or corrupt index is rebuilt from the run files on
+first use; ``rebuild_index()`` does it on demand — it is also the remedy for run files
+edited or restored *outside* the store, which no cheap check can notice. Index-changing
+saves hold ``index/rebuild.lock`` shared and a rebuild holds it exclusively, so a
+rebuild never sees a row and its file half-changed and needs no per-run lock (hot-path
+saves do not take it: they change no indexed field).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Dict, Iterator, List, Set, Tuple, TypeVar
+
+from ...errors import CorruptRunError, RunBusyError
+from . import locks
+from .ids import is_valid_run_id
+from .index import IndexCorruptError, IndexKey, RunIndex
+from .keys import index_key
+
+# How long a process waits for another one rebuilding the index.
+REBUILD_WAIT = 3600.0
+
+T = TypeVar("T")
+
+
+class IndexUpkeep:
+    """The index-keeping half of ``FileRunStore`` (a mixin)."""
+
+
+    def _with_index(self, fn: Callable[[RunIndex], T]) -> T:
+        """Run ``fn`` on a complete index: build it if missing, rebuild it if corrupt."""
+        idx = self._index
+        for attempt in (1, 2):
+            try:
+                idx.connect()
+                if idx.generation != self._index_checked_gen:
+                    if not idx.is_complete():
+                        self._rebuild("missing")
+                    self._index_checked_gen = idx.generation
+                return fn(idx)
+            except IndexCorruptError:
+                if attempt == 2:
+                    raise
+                self._rebuild("corrupt")
+        raise AssertionError("unreachable")
+
+    def rebuild_index(self) -> Dict[str, Any]:
+        """Rebuild the index from the run files (all of them: O(runs stored)).
+
+        Safe while other processes use the store: saves that change indexed fields wait
+        for it (hot-path saves do not). Returns counts: ``runs`` indexed, ``corrupt`` run
+        files (kept in the index as dirty, so every query reports them), ``removed`` rows
+        without a run file, and ``seconds``.
+        """
+        return self._rebuild("force")
+
+    def _rebuild(self, why: str) -> Dict[str, Any]:
+        """Rebuild under the index-wide lock; ``why`` is missing, corrupt or force.
+
+        For missing/corrupt, another process may have rebuilt it while we waited for the
+        lock: then there is nothing to do.
+        """
+        with locks.held(self._layout.rebuild_lock, REBUILD_WAIT,
+                        lambda: RunBusyError("(index rebuild)")):
+            idx = self._index
+            try:
+                idx.connect()
+                if why == "corrupt" and not idx.integrity_ok():
+                    raise IndexCorruptError("integrity check failed")
+                # (else another process replaced it while we waited for the lock)
+                if why != "force" and idx.is_complete():
+                    self._index_checked_gen = idx.generation
+                    return {}
+            except IndexCorruptError:
+                self._discard_index()
+                idx.connect()
+            stats = self._rebuild_locked(idx)
+            self._index_checked_gen = idx.generation
+            return stats
+
+    def _discard_index(self) -> None:
+        self._index.close()
+        base = self._layout.index_db
+        aside = f"{base}.corrupt-{int(time.time())}"
+        try:
+            os.replace(base, aside)  # keep it for a post-mortem
+        except FileNotFoundError:
+            pass
+        for suffix in ("-wal", "-shm", "-journal"):
+            try:
+                os.unlink(base + suffix)
+            except FileNotFoundError:
+                pass
+
+    def _rebuild_locked(self, idx: RunIndex) -> Dict[str, Any]:
+        """Index every run file. Runs under the exclusive rebuild lock: no save changing
+        indexed fields is in flight (they hold it shared), so what a file says now is what
+        its row must say, and a row without a file is a leftover, not a run being born."""
+        t0 = time.perf_counter()
+        idx.set_meta("complete", "0")  # a crash from here on means: rebuild again
+        existing = set(idx.all_ids())
+        seen: Set[str] = set()
+        batch: List[Tuple[str, IndexKey, bool]] = []
+        stats: Dict[str, Any] = {"runs": 0, "corrupt": 0, "removed": 0}
+        for rid, _path in self._iter_run_files():
+            seen.add(rid)
+            try:
+                run = self.load(rid)
+            except CorruptRunError:
+                run = None
+            if run is None:  # corrupt (or gone this instant): every query must check it
+                idx.mark_dirty(rid)
+                stats["corrupt"] += 1
+                continue
+            batch.append((rid, index_key(run), False))
+            stats["runs"] += 1
+            if len(batch) >= 1000:
+                idx.put_many(batch, durable=False)
+                batch.clear()
+        if batch:
+            idx.put_many(batch, durable=False)
+        gone = [rid for rid in existing - seen if not os.path.exists(self._layout.run_path(rid))]
+        idx.delete_many(gone)
+        stats["removed"] = len(gone)
+        idx.set_meta("schema", "1")
+        idx.set_meta("complete", "1", durable=True)  # makes all of the above durable too
+        stats["seconds"] = round(time.perf_counter() - t0, 3)
+        return stats
+
+    def _iter_run_files(self) -> Iterator[Tuple[str, str]]:
+        now = time.time()
+        with os.scandir(self._layout.runs) as shards:
+            shard_dirs = sorted(e.path for e in shards if e.is_dir(follow_symlinks=False))
+        for shard in shard_dirs:
+            with os.scandir(shard) as it:
+                entries = list(it)
+            for e in entries:
+                name = e.name
+                if name.startswith("."):
+                    # A temp file left by a crash mid-write (an old one: never a live write).
+                    if name.endswith(".tmp"):
+                        try:
+                            if now - e.stat().st_mtime > 3600:
+                                os.unlink(e.path)
+                        except OSError:
+                            pass
+                    continue
+                if not name.endswith(".json"):
+                    continue
+                rid = name[:-5]
+                if is_valid_run_id(rid) and rid[0] == os.path.basename(shard):
+                    yield rid, e.path
+
