@@ -1,0 +1,166 @@
+"""Tables, indexes and migrations of the PostgreSQL store.
+
+Schema ``abstractrt`` (by default) holds:
+
+``runs``
+    One row per run: the RunState as ``json`` (``state``) and, beside it, the fields that
+    queries filter and sort on, each indexed: ``status``, ``workflow_id``, and only while
+    the run waits ``wait_reason``, ``wait_key`` and (for time waits) ``until``;
+    ``parent_run_id``, ``created_at``, ``updated_at``. The columns are written in the
+    same statement as the state, so they never disagree with it.
+``ledger``
+    One row per ledger record: primary key (``run_id``, ``seq``), the record as ``json``
+    and its ``record_hash`` — the same hash chain as the files (``storage/chain.py``).
+``schema_version``
+    One row per migration applied; the highest is the schema's version.
+
+Why ``json`` and not ``jsonb``: ``json`` keeps the exact text written. ``jsonb``
+re-encodes numbers (``1e16`` comes back as an integer, ``-0.0`` as ``0``) and refuses the
+character U+0000, so a record read back could hash differently from the one written and
+the chain — or a checkpoint's state digest — would no longer verify. The store only
+filters on its own columns; ``json`` still has the ``->``/``->>`` operators for ad-hoc SQL.
+
+Run ids and the other text keys use the "C" collation: byte order is what ``sorted()``
+gives, and it lets the primary key's btree answer ``LIKE 'prefix%'``.
+
+Migrations: ``MIGRATIONS[v]`` brings a schema from version ``v - 1`` to ``v``. The
+first use of a database runs them inside one transaction holding a transaction-level
+advisory lock, so processes racing to create or migrate the schema queue up and each
+finds it done; a schema newer than ``SCHEMA_VERSION`` is refused (DataDirVersionError).
+A later version adds, e.g., a ``deadline timestamptz`` column and its partial index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Callable, Dict, List
+
+import psycopg
+
+from ...errors import DataDirVersionError, StoreIOError, StoreUnavailableError
+from .connection import Connector
+
+SCHEMA_VERSION = 1
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+
+
+def check_schema_name(name: str) -> str:
+    """Schema names are plain lower-case identifiers: safe to put into SQL unquoted."""
+    if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name) or name.startswith("pg_"):
+        raise ValueError(f"invalid schema name {name!r}: use 1-48 lower-case letters, "
+                         "digits and '_', starting with a letter or '_'")
+    return name
+
+
+def wake_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema's wake-ups (``abstractrt_wake`` by default)."""
+    return f"{schema}_wake"
+
+
+def _v1(s: str) -> List[str]:
+    channel = wake_channel(s)
+    return [
+        f"""CREATE TABLE {s}.runs (
+            run_id text COLLATE "C" PRIMARY KEY,
+            status text NOT NULL,
+            workflow_id text COLLATE "C" NOT NULL,
+            wait_reason text,
+            wait_key text COLLATE "C",
+            until timestamptz,
+            parent_run_id text COLLATE "C",
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz,
+            state json NOT NULL
+        )""",
+        # Newest first, optionally by status or workflow: `runs`, `waiting`, tick --all.
+        f"CREATE INDEX runs_created ON {s}.runs (created_at DESC, run_id DESC)",
+        f"CREATE INDEX runs_status ON {s}.runs (status, created_at DESC, run_id DESC)",
+        f"CREATE INDEX runs_workflow ON {s}.runs (workflow_id, created_at DESC, run_id DESC)",
+        # The wait columns are NULL unless the run waits: partial indexes stay small.
+        f"""CREATE INDEX runs_wait_key ON {s}.runs (wait_key, created_at DESC, run_id DESC)
+            WHERE wait_key IS NOT NULL""",
+        f"""CREATE INDEX runs_wait_reason ON {s}.runs (wait_reason, created_at DESC, run_id DESC)
+            WHERE wait_reason IS NOT NULL""",
+        f"CREATE INDEX runs_due ON {s}.runs (until, run_id) WHERE until IS NOT NULL",
+        f"""CREATE INDEX runs_parent ON {s}.runs (parent_run_id, created_at, run_id)
+            WHERE parent_run_id IS NOT NULL""",
+        f"""CREATE TABLE {s}.ledger (
+            run_id text COLLATE "C" NOT NULL,
+            seq integer NOT NULL CHECK (seq >= 0),
+            record json NOT NULL,
+            record_hash text NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )""",
+        # Wake a LISTENing worker when a run becomes runnable (started, resumed, retried):
+        # the notification is sent when, and only if, the transaction commits.
+        f"""CREATE FUNCTION {s}.wake() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('{channel}', NEW.run_id);
+                RETURN NULL;
+            END $$""",
+        f"""CREATE TRIGGER runs_wake_insert AFTER INSERT ON {s}.runs FOR EACH ROW
+            WHEN (NEW.status = 'running') EXECUTE FUNCTION {s}.wake()""",
+        f"""CREATE TRIGGER runs_wake_update AFTER UPDATE OF status ON {s}.runs FOR EACH ROW
+            WHEN (NEW.status = 'running' AND OLD.status IS DISTINCT FROM 'running')
+            EXECUTE FUNCTION {s}.wake()""",
+    ]
+
+
+MIGRATIONS: Dict[int, Callable[[str], List[str]]] = {1: _v1}
+assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def _migration_lock_key(schema: str) -> int:
+    digest = hashlib.blake2b(f"abstractrt-migrate\0{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def ensure_schema(db: Connector, schema: str) -> int:
+    """Create or migrate the schema if it is not current; return its version.
+
+    The common case (the schema exists and is current) is one query.
+    """
+    where = f"{db.location} (schema {schema})"
+    s = db.session()
+    try:
+        with db.mapped(s, passthrough=(psycopg.errors.UndefinedTable,)):
+            row = s.conn.execute(f"SELECT max(version) FROM {schema}.schema_version").fetchone()
+        found = row[0] if row and row[0] is not None else 0
+    except psycopg.errors.UndefinedTable:
+        found = 0
+    if found == SCHEMA_VERSION:
+        return found
+    if found > SCHEMA_VERSION:
+        raise DataDirVersionError(where, found, SCHEMA_VERSION)
+    return _migrate(db, schema, where)
+
+
+def _migrate(db: Connector, schema: str, where: str) -> int:
+    s = db.session()
+    try:
+        with db.mapped(s, passthrough=(psycopg.errors.InsufficientPrivilege,)):
+            with s.conn.transaction():
+                conn = s.conn
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_migration_lock_key(schema),))
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                conn.execute(f"""CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+                    version integer PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now())""")
+                row = conn.execute(f"SELECT max(version) FROM {schema}.schema_version").fetchone()
+                found = row[0] if row and row[0] is not None else 0
+                if found > SCHEMA_VERSION:
+                    raise DataDirVersionError(where, found, SCHEMA_VERSION)
+                for version in range(found + 1, SCHEMA_VERSION + 1):
+                    for stmt in MIGRATIONS[version](schema):
+                        conn.execute(stmt)
+                    conn.execute(f"INSERT INTO {schema}.schema_version (version) VALUES (%s)",
+                                 (version,))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StoreUnavailableError(
+            f"cannot create the schema {schema} in {db.location}: {db.scrub(str(exc))}"
+        ) from None
+    except StoreIOError as exc:
+        raise StoreUnavailableError(f"cannot create the schema {schema} in {db.location}: "
+                                    f"{exc.message}") from None
+    return SCHEMA_VERSION
