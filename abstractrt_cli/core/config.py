@@ -36,6 +36,8 @@ class RuntimeConfig:
     effects_per_checkpoint: int = 32
     # HMAC-SHA256 key: checkpoints are signed with it (see core/integrity.py).
     signing_key: Optional[bytes] = None
+    # The config key ``llm``: base_url, model, api_key_env, timeout (core/llm.py).
+    llm: Optional[Dict[str, Any]] = None
 
     def to_limits_dict(self) -> Dict[str, Any]:
         return {

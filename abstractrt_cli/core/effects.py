@@ -31,6 +31,9 @@ class EffectContext:
     # (child_id, workflow_id, vars, tick) -> the child's state after creating it (if it
     # does not exist yet) and, when ``tick``, ticking it; None if no such workflow.
     start_child: Callable[[str, str, Dict[str, Any], bool], Optional[RunState]]
+    llm: Optional[Dict[str, Any]] = None  # the llm config in effect (core/llm.py)
+    tools: Optional[Dict[str, Callable[..., Any]]] = None  # the module's TOOLS
+    tool_approval: Optional[Dict[str, str]] = None  # the module's TOOL_APPROVAL
 
     @property
     def payload(self) -> Dict[str, Any]:

@@ -76,6 +76,31 @@ def check_limits(run: RunState) -> List[LimitWarning]:
     return warnings
 
 
+def count_llm_usage(run: RunState, result: Any) -> None:
+    """An llm_call counts one iteration and adds its ``usage.total_tokens``."""
+    limits = run.vars.setdefault("_limits", {})
+    limits["current_iteration"] = _int(limits, "current_iteration", 0) + 1
+    usage = result.get("usage") if isinstance(result, dict) else None
+    tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+        limits["estimated_tokens_used"] = _int(limits, "estimated_tokens_used", 0) + tokens
+
+
+def reached_limit(run: RunState) -> Optional[tuple]:
+    """(limit, used, max) of a limit the run has reached and no person has let it pass
+    at this amount yet; None otherwise."""
+    limits = run.vars.get("_limits") or {}
+    ack = limits.get("acknowledged") or {}
+    for limit, used_key, max_key, default in (
+            ("iterations", "current_iteration", "max_iterations", DEFAULT_MAX_ITERATIONS),
+            ("tokens", "estimated_tokens_used", "max_tokens", DEFAULT_MAX_TOKENS)):
+        used = _int(limits, used_key, 0)
+        maximum = _int(limits, max_key, default)
+        if maximum > 0 and used >= maximum and ack.get(used_key) != used:
+            return limit, used, maximum
+    return None
+
+
 def check_updates(updates: Dict[str, Any], run: Optional[RunState] = None) -> None:
     """Refuse unknown keys, wrong types, negative values and, given the run, a maximum
     not above what is used already or any change to a run that has ended."""

@@ -30,8 +30,11 @@ from ..errors import LedgerMismatchError, StateNotSavableError, StepTimeoutError
 from .compat import call_handler, check_outcome, coerce_outcome, coerce_plan
 from .effects import PASSTHROUGH_TYPES, EffectContext, passthrough
 from .integrity import sign_checkpoint, state_digest
+from .limits import count_llm_usage, reached_limit
+from .llm import merge_llm_config
 from .models import (
     Effect,
+    EffectType,
     RecordKind,
     RunState,
     RunStatus,
@@ -257,15 +260,48 @@ class RunOp:
         run = self.run
         wait = run.waiting
         assert wait is not None
-        retry = bool((wait.details or {}).get("retry"))
+        details = wait.details or {}
+        retry = bool(details.get("retry"))
         if record:
             self.append(kind=RecordKind.RESUME, status=StepStatus.RESUMED,
                         result={"source": source, "reason": wait.reason.value,
                                 "wait_key": wait.wait_key, "payload": payload},
                         actor_id=actor_id, durable=False)
+        if details.get("guard"):
+            # The limit guard is not an effect step: nothing is stored, the node re-runs.
+            run.status = RunStatus.RUNNING
+            run.waiting = None
+            self.dirty = True
+            limits = run.vars.setdefault("_limits", {})
+            if payload.get("response") == "stop":
+                self._set_cancelled(f"stopped at the {details['guard']['limit']} limit "
+                                    f"({details['guard']['used']}/{details['guard']['max']})")
+                if record:
+                    self.append(kind=RecordKind.CANCEL, status=StepStatus.CANCELLED,
+                                result={"reason": run.error, "was": "waiting"},
+                                actor_id=actor_id, checkpoint=True)
+            else:
+                limits["acknowledged"] = {"current_iteration": limits.get("current_iteration", 0),
+                                          "estimated_tokens_used": limits.get("estimated_tokens_used", 0)}
+            return
+        approval = details.get("tool_approval")
+        if approval:
+            # One call of a tool_calls step approved or denied: the node re-runs the same
+            # step (same key), which goes on from this call.
+            progress = run.tool_progress if (run.tool_progress or {}).get(
+                "effect_key") == approval.get("effect_key") else None
+            decisions = dict((progress or {}).get("decisions") or {})
+            decisions[str(approval.get("index"))] = str(payload.get("response"))
+            run.tool_progress = {"effect_key": approval.get("effect_key"),
+                                 "results": (progress or {}).get("results",
+                                                                 approval.get("results_so_far") or []),
+                                 "decisions": decisions}
+            retry = True  # like a deferred retry: the same step again, no result stored
         if not retry:
             if wait.result_key:
                 set_nested(run.vars, wait.result_key, payload)
+            if details.get("effect_type") == EffectType.LLM_CALL.value:
+                count_llm_usage(run, payload)  # a job's reported usage counts too
             run.effect_seq += 1  # the waiting effect step is done
             run.pending_retry = None
         run.status = RunStatus.RUNNING
@@ -397,6 +433,8 @@ class RunOp:
             run = self.run
             if run.status != RunStatus.RUNNING:
                 return run
+            if self._guard():
+                return self.run
             steps += 1
             node_id = run.current_node
             handler = nodes.get(node_id)
@@ -448,6 +486,32 @@ class RunOp:
                 return self.fail(f"node {node_id!r} ran an effect but has no next_node")
         return self.run
 
+    def _guard(self) -> bool:
+        """Before a step: a reached iteration or token limit makes the run wait for a
+        person (continue or stop) instead of failing or running on."""
+        run = self.run
+        hit = reached_limit(run)
+        if hit is None:
+            return False
+        limit, used, maximum = hit
+        noun = "iterations" if limit == "iterations" else "tokens"
+        run.status = RunStatus.WAITING
+        run.waiting = WaitState(
+            reason=WaitReason.USER,
+            wait_key=f"limit:{run.run_id}:{limit}:{used}",
+            resume_to_node=run.current_node,
+            prompt=(f"Run {run.run_id[:8]} has used {used} of its {maximum} {noun} "
+                    f"(the {limit} limit). Continue or stop?"),
+            choices=["continue", "stop"],
+            allow_free_text=False,
+            details={"guard": {"limit": limit, "used": used, "max": maximum}},
+            since=self.rt._now_iso(),
+        )
+        self.dirty = True
+        self.append(kind=RecordKind.GUARD, status=StepStatus.WAITING,
+                    result={"limit": limit, "used": used, "max": maximum}, checkpoint=True)
+        return True
+
     # ------------------------------------------------------------------ effects
 
     def effect_step(self, wf: Any, plan: StepPlan) -> EffectOutcome:
@@ -492,6 +556,8 @@ class RunOp:
         else:
             if effect.result_key and outcome.result is not None:
                 set_nested(run.vars, effect.result_key, outcome.result)
+            if effect.type_name == EffectType.LLM_CALL.value:
+                count_llm_usage(run, outcome.result)
             run.effect_seq += 1
             run.pending_retry = None
             if plan.next_node:
@@ -575,6 +641,8 @@ class RunOp:
                 return EffectOutcome.failed(
                     f"effect {etype!r} at node {plan.node_id!r} failed{n}: {outcome.error}")
             backoff = float(policy.backoff_seconds(effect=effect, attempt=attempt))
+            if outcome.retry_after is not None:  # the server said when (HTTP Retry-After)
+                backoff = max(backoff, outcome.retry_after)
             if backoff > self.rt.config.max_inline_backoff:
                 # Never block a tick (or a cron job) on a long backoff: wait durably instead.
                 due = self.rt.now() + timedelta(seconds=backoff)
@@ -608,8 +676,22 @@ class RunOp:
         handler = (entry.effect_handlers.get(etype) if entry else None) or rt._handlers.get(etype)
         timeout = entry.step_timeout if entry and entry.step_timeout is not None else rt.config.step_timeout
         builtin = rt._builtins.get(etype) if handler is None else None
+        llm_config = None
         if handler is None and builtin is None:
-            if etype in PASSTHROUGH_TYPES:
+            if etype == EffectType.LLM_CALL.value:
+                try:
+                    llm_config = merge_llm_config(rt.config.llm, entry.llm if entry else None)
+                except ValueError as exc:
+                    return EffectOutcome.failed(str(exc), retryable=False)
+            if llm_config is not None:
+                from .llm import llm_call
+
+                builtin = llm_call
+            elif etype == EffectType.TOOL_CALLS.value and entry is not None and entry.tools is not None:
+                from .tools import tool_calls
+
+                builtin = tool_calls
+            elif etype in PASSTHROUGH_TYPES:
                 builtin = passthrough
             else:
                 return EffectOutcome.failed(f"no effect handler registered for {etype!r}",
@@ -619,7 +701,9 @@ class RunOp:
                 if builtin is not None:
                     ctx = EffectContext(run=run, effect=effect, next_node=plan.next_node,
                                         idempotency_key=key, clock=rt.now,
-                                        start_child=rt._start_child_for(run))
+                                        start_child=rt._start_child_for(run), llm=llm_config,
+                                        tools=entry.tools if entry else None,
+                                        tool_approval=entry.tool_approval if entry else None)
                     return check_outcome(builtin(ctx), etype)
                 outcome = coerce_outcome(call_handler(handler, run, effect, plan.next_node))
         except NonRetryableError as exc:

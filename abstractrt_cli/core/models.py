@@ -75,6 +75,7 @@ class RecordKind(str, Enum):
     CANCEL = "cancel"
     LIMITS = "limits"
     START = "start"  # the run was created: by whom, from which workflow, with which vars
+    GUARD = "guard"  # a limit was reached: the run waits for a person to continue or stop
     CHECKPOINT = "checkpoint"  # carries the digest of a state no other record leads to
 
 
@@ -209,6 +210,8 @@ class RunState:
     error_info: Optional[Dict[str, Any]] = None
     # HMAC-SHA256 over (run id, ledger count, ledger head, state digest), with a signing key.
     checkpoint_sig: Optional[str] = None
+    # A tool_calls step between approval waits: {"effect_key", "results", "decisions"}.
+    tool_progress: Optional[Dict[str, Any]] = None
 
     @classmethod
     def new(
@@ -256,6 +259,7 @@ class RunState:
             "workflow_fingerprint": self.workflow_fingerprint,
             "error_info": self.error_info,
             "checkpoint_sig": self.checkpoint_sig,
+            "tool_progress": self.tool_progress,
         }
 
     @classmethod
@@ -295,6 +299,7 @@ class RunState:
             ),
             error_info=_check("error_info", data.get("error_info"), dict),
             checkpoint_sig=_check("checkpoint_sig", data.get("checkpoint_sig"), str),
+            tool_progress=_check("tool_progress", data.get("tool_progress"), dict),
         )
 
 

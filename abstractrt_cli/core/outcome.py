@@ -21,6 +21,8 @@ class EffectOutcome:
     wait: Optional[WaitState] = None
     error: Optional[str] = None
     retryable: bool = True
+    # Seconds the server asked us to wait before retrying (HTTP Retry-After).
+    retry_after: Optional[float] = None
 
     @classmethod
     def completed(cls, result: Optional[Any] = None) -> "EffectOutcome":

@@ -28,7 +28,7 @@ from ..errors import (
 from .answers import normalise_payload
 from .config import RuntimeConfig
 from .effects import BUILTIN_EFFECTS
-from .limits import check_limits, check_updates, limit_status
+from .limits import check_limits, check_updates, limit_status, reached_limit
 from .loop import RunOp, open_op, set_nested
 from .models import (
     LimitWarning,
@@ -99,7 +99,9 @@ class Runtime:
         self._clock: Clock = clock or _utc_clock
         self._ctx = context or DefaultRunContext(self._clock)
         self._registry = workflow_registry
-        self._policy = effect_policy or DefaultEffectPolicy()
+        # Without a policy, llm_call gets 3 attempts (backoff 1 s, 2 s): a model server
+        # that is busy for a moment should not fail a run. Everything else gets one.
+        self._policy = effect_policy or DefaultEffectPolicy(effect_max_attempts={"llm_call": 3})
         self._config = config or RuntimeConfig()
         self._builtins = dict(BUILTIN_EFFECTS)
         self._handlers: Dict[str, EffectHandler] = {}
@@ -319,10 +321,14 @@ class Runtime:
         return check_limits(run)
 
     def update_limits(
-        self, run_id: str, updates: Dict[str, Any], *, actor_id: Optional[str] = None
+        self, run_id: str, updates: Dict[str, Any], *, actor_id: Optional[str] = None,
+        max_steps: int = 100,
     ) -> RunState:
         """Change a run's limits. Refused, with nothing changed: unknown keys, wrong
-        types, negative values, a maximum not above what is used, a run that has ended."""
+        types, negative values, a maximum not above what is used, a run that has ended.
+
+        A run waiting at a reached limit whose every reached limit this lifts is resumed
+        and ticked until it blocks, as ``resume`` would."""
         check_updates(updates)
         with self._locked(run_id) as op:
             op.roll_forward_ends()
@@ -337,7 +343,17 @@ class Runtime:
             op.dirty = True
             op.append(kind=RecordKind.LIMITS, status=StepStatus.UPDATED,
                       result={"changes": changes}, actor_id=actor_id, checkpoint=True)
-        return op.run
+            wait = run.waiting
+            if (run.status == RunStatus.WAITING and wait is not None
+                    and (wait.details or {}).get("guard") and reached_limit(run) is None):
+                # Every reached limit was lifted: carry on as ``resume`` would.
+                wf = self._lookup_workflow(run.workflow_id)
+                op.apply_resume({"response": "continue"}, actor_id=actor_id, source="limits")
+                if wf is not None:
+                    op.run_loop(wf, max_steps)
+        run = op.run
+        self._propagate_to_parents(run, max_steps)
+        return run
 
     # ------------------------------------------------------------------ internals
 

@@ -56,6 +56,9 @@ class WorkflowEntry:
     # Seconds a node or effect handler of this workflow may run (module-level
     # STEP_TIMEOUT); None: the runtime's default.
     step_timeout: Optional[float] = None
+    llm: Optional[Dict[str, Any]] = None  # module-level LLM = {...}
+    tools: Optional[Dict[str, Callable[..., Any]]] = None  # module-level TOOLS
+    tool_approval: Optional[Dict[str, str]] = None  # module-level TOOL_APPROVAL
 
 
 class WorkflowRegistry:
@@ -74,6 +77,9 @@ class WorkflowRegistry:
         fingerprint: Optional[str] = None,
         description: Optional[str] = None,
         step_timeout: Optional[float] = None,
+        llm: Optional[Dict[str, Any]] = None,
+        tools: Optional[Dict[str, Callable[..., Any]]] = None,
+        tool_approval: Optional[Dict[str, str]] = None,
     ) -> WorkflowEntry:
         from .models import effect_type_name
 
@@ -85,6 +91,9 @@ class WorkflowRegistry:
             fingerprint=fingerprint,
             description=description,
             step_timeout=step_timeout,
+            llm=llm,
+            tools=tools,
+            tool_approval=tool_approval,
         )
         self._entries[spec.workflow_id] = entry
         return entry
