@@ -54,6 +54,7 @@ from ...errors import (
 from ..base import OnCorrupt, Stores
 from ..chain import chain_record
 from ..files.ids import validate_run_id as _validate_file_run_id
+from ..rules import EPOCH, RunFilter, as_status
 from .connection import Connector, Session, redact_url
 from .schema import SCHEMA_VERSION, check_schema_name, ensure_schema, wake_channel
 
@@ -68,7 +69,6 @@ CAPABILITIES: FrozenSet[str] = frozenset({
     "import",  # import_run(run, records): a run and its chained ledger, verbatim
 })
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _COMMIT_TRIES = 4
 
 
@@ -96,10 +96,8 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _enum_value(value: Any, enum: Any) -> Optional[str]:
-    if value is None:
-        return None
-    return enum(getattr(value, "value", value)).value
+def _value(member: Any) -> Optional[str]:
+    return member.value if member is not None else None
 
 
 def _ts(value: Any) -> Optional[datetime]:
@@ -369,7 +367,7 @@ def _row_params(run: RunState) -> Dict[str, Any]:
         "wait_key": w.wait_key if w is not None else None,
         "until": until,
         "parent": run.parent_run_id,
-        "created": _ts(run.created_at) or _EPOCH,
+        "created": _ts(run.created_at) or EPOCH,
         "updated": _ts(run.updated_at),
         "state": _dumps(run.to_jsonable()),
     }
@@ -495,17 +493,19 @@ class PostgresRunStore:
         if limit is not None and limit <= 0:
             return []
         where, params = [], []
-        for column, value in (("status", _enum_value(status, RunStatus)),
-                              ("workflow_id", workflow_id),
-                              ("wait_reason", _enum_value(wait_reason, WaitReason)),
-                              ("wait_key", wait_key),
-                              ("parent_run_id", parent_run_id)):
+        f = RunFilter.of(status=status, workflow_id=workflow_id, wait_reason=wait_reason,
+                         wait_key=wait_key, parent_run_id=parent_run_id,
+                         created_since=created_since)
+        # The wait columns are only set while a run waits: ``wait_key = k`` means waiting.
+        for column, value in (("status", _value(f.status)), ("workflow_id", f.workflow_id),
+                              ("wait_reason", _value(f.wait_reason)), ("wait_key", f.wait_key),
+                              ("parent_run_id", f.parent_run_id)):
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)
-        if created_since is not None:
+        if f.created_since is not None:
             where.append("created_at >= %s")
-            params.append(parse_timestamp(created_since))
+            params.append(f.created_since)
         query = f"SELECT run_id, state FROM {self._db.sql.runs_table}"
         if where:
             query += " WHERE " + " AND ".join(where)
@@ -537,7 +537,7 @@ class PostgresRunStore:
         params: List[Any] = [parent_run_id]
         if status is not None:
             query += " AND status = %s"
-            params.append(_enum_value(status, RunStatus))
+            params.append(_value(as_status(status)))
         query += " ORDER BY created_at, run_id"
         return self._db.runs_from_rows(self._db.connector.fetchall(query, params), None)
 

@@ -1,0 +1,208 @@
+"""``copy_stores``: files -> PostgreSQL -> files (and memory), verified, idempotent, refusing
+to overwrite a run that differs. The files <-> memory cases run without a server."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from pg_helpers import open_stores as open_pg, pg_schema, requires_pg, sql  # noqa: F401
+
+from abstractrt_cli import Runtime
+from abstractrt_cli.core.models import RunStatus
+from abstractrt_cli.storage import InMemoryLedgerStore, InMemoryRunStore, open_file_stores
+from abstractrt_cli.storage.base import Stores
+from abstractrt_cli.storage.chain import verify_ledger_chain
+from abstractrt_cli.storage.copy import copy_stores
+
+sys.path.insert(0, str(Path(__file__).parent / "assets" / "storage"))
+from workflows import ask_workflow, counter_workflow  # noqa: E402
+
+
+def file_stores(path: Path) -> Stores:
+    rs, ls = open_file_stores(path)
+    return Stores(runs=rs, ledger=ls, kind="files", location=str(path))
+
+
+def memory_stores() -> Stores:
+    return Stores(runs=InMemoryRunStore(), ledger=InMemoryLedgerStore(), kind="memory",
+                  location="memory")
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Iterator[Stores]:
+    """A data dir with runs in every state a run can be in, made by the kernel."""
+    stores = file_stores(tmp_path / "src")
+    rt = Runtime(run_store=stores.runs, ledger_store=stores.ledger,
+                 effect_handlers={"side": lambda run, effect: {"i": effect.payload["i"]}})
+    counter, ask = counter_workflow(5), ask_workflow(slow=0)
+    for i in range(3):
+        rid = rt.start(workflow=counter, run_id=f"done-{i}", vars={"n": i, "text": "héllo ✓"})
+        assert rt.tick(run_id=rid, workflow=counter).status == RunStatus.COMPLETED
+    rt.start(workflow=counter, run_id="fresh")  # started, never ticked
+    rid = rt.start(workflow=ask, run_id="asking")
+    assert rt.tick(run_id=rid, workflow=ask).status == RunStatus.WAITING
+    rid = rt.start(workflow=ask, run_id="answered", parent_run_id="asking")
+    rt.tick(run_id=rid, workflow=ask)
+    rt.resume(run_id=rid, payload={"response": "yes"}, workflow=ask)
+    rid = rt.start(workflow=counter, run_id="cancelled")
+    rt.cancel_run(rid, reason="no longer needed")
+    yield stores
+    stores.close()
+
+
+def snapshot(stores: Stores) -> Dict[str, Any]:
+    """Every run (as JSON) and ledger of a store, for comparing two stores."""
+    out = {}
+    for run in stores.runs.list_runs(limit=None):
+        out[run.run_id] = (run.to_jsonable(), stores.ledger.list(run.run_id))
+    return out
+
+
+def tree_digest(root: Path) -> Dict[str, str]:
+    """The run and ledger files of a data dir and their content (nothing may change)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "runs").rglob("*")) if p.is_file()}
+
+
+def assert_verifies(stores: Stores, run_ids: List[str]) -> None:
+    for rid in run_ids:
+        run = stores.runs.load(rid)
+        report = verify_ledger_chain(stores.ledger.list(rid), expected_count=run.ledger_count,
+                                     expected_head=run.ledger_head)
+        assert report["ok"], (rid, report)
+
+
+def test_files_to_memory_and_back(source: Stores, tmp_path: Path) -> None:
+    want = snapshot(source)
+    mem = memory_stores()
+    report = copy_stores(source, mem)
+    assert report["ok"] and report["copied"] == len(want) == report["runs"], report
+    assert snapshot(mem) == want
+    back = file_stores(tmp_path / "back")
+    try:
+        assert copy_stores(mem, back)["copied"] == len(want)
+        assert snapshot(back) == want
+        assert_verifies(back, list(want))
+    finally:
+        back.close()
+
+
+def test_a_half_done_copy_is_taken_up_where_it_stopped(source: Stores, tmp_path: Path) -> None:
+    from abstractrt_cli.storage.copy import _Verbatim
+
+    dst = file_stores(tmp_path / "dst")
+    try:
+        records = source.ledger.list("done-1")
+        for rec in records[:3]:  # a copy killed after three records, before the run
+            dst.ledger.append(_Verbatim(rec))
+        report = copy_stores(source, dst)
+        assert report["ok"], report
+        assert snapshot(dst) == snapshot(source)
+        total = sum(len(source.ledger.list(r)) for r in snapshot(source))
+        assert report["records_copied"] == total - 3
+    finally:
+        dst.close()
+
+
+def test_a_source_chain_that_does_not_verify_is_not_copied(source: Stores, tmp_path: Path) -> None:
+    ledger = Path(source.ledger.path_of("done-0"))
+    lines = ledger.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b'"attempt":1', b'"attempt":2')
+    assert b'"attempt":2' in lines[1]
+    ledger.write_bytes(b"\n".join(lines))
+    mem = memory_stores()
+    report = copy_stores(source, mem)
+    assert not report["ok"]
+    assert [e["run_id"] for e in report["errors"]] == ["done-0"]
+    assert "does not verify" in report["errors"][0]["why"]
+    assert mem.runs.load("done-0") is None and mem.ledger.list("done-0") == []
+    assert report["copied"] == report["runs"] - 1
+
+
+@requires_pg
+def test_files_to_postgres_and_back_verified_idempotent(source: Stores, pg_schema: str,
+                                                        tmp_path: Path) -> None:
+    want = snapshot(source)
+    before = tree_digest(Path(source.location))
+    pg = open_pg(pg_schema)
+    try:
+        report = copy_stores(source, pg)
+        assert report["ok"] and report["copied"] == len(want), report
+        assert report["records_copied"] == sum(len(r) for _, r in want.values())
+        assert snapshot(pg) == want
+        assert_verifies(pg, list(want))
+        # Again: nothing to do, nothing changes at either end.
+        again = copy_stores(source, pg)
+        assert again["ok"] and again["copied"] == 0 and again["unchanged"] == len(want), again
+        assert snapshot(pg) == want
+        assert tree_digest(Path(source.location)) == before
+
+        back = file_stores(tmp_path / "back")
+        try:
+            report = copy_stores(pg, back)
+            assert report["ok"] and report["copied"] == len(want), report
+            assert snapshot(back) == want
+            assert_verifies(back, list(want))
+            assert copy_stores(pg, back)["unchanged"] == len(want)
+            # The copied runs work: the waiting one can be resumed where it was copied to.
+            rt = Runtime(run_store=back.runs, ledger_store=back.ledger,
+                         effect_handlers={"side": lambda run, effect: {"i": 0}})
+            done = rt.resume(run_id="asking", payload={"response": "ok"},
+                             workflow=ask_workflow(slow=0))
+            assert done.status == RunStatus.COMPLETED
+        finally:
+            back.close()
+    finally:
+        pg.close()
+
+
+@requires_pg
+def test_a_run_that_differs_at_the_destination_is_a_conflict(source: Stores,
+                                                             pg_schema: str) -> None:
+    pg = open_pg(pg_schema)
+    try:
+        assert copy_stores(source, pg)["ok"]
+        # The copy moves on at the destination; the source still has the old run.
+        rt = Runtime(run_store=pg.runs, ledger_store=pg.ledger,
+                     effect_handlers={"side": lambda run, effect: {"i": 0}})
+        rt.resume(run_id="asking", payload={"response": "elsewhere"}, workflow=ask_workflow(slow=0))
+        moved = snapshot(pg)
+        # And a run whose state (not ledger) was changed there.
+        run = pg.runs.load("fresh")
+        run.vars["touched"] = True
+        pg.runs.save(run)
+        report = copy_stores(source, pg)
+        assert not report["ok"]
+        conflicts = {c["run_id"]: c["why"] for c in report["conflicts"]}
+        assert set(conflicts) == {"asking", "fresh"}
+        assert "ledger" in conflicts["asking"] and "state differs" in conflicts["fresh"]
+        assert report["unchanged"] == report["runs"] - 2
+        moved["fresh"] = (run.to_jsonable(), moved["fresh"][1])
+        assert snapshot(pg) == moved  # nothing overwritten
+        assert copy_stores(pg, source)["conflicts"]  # and the other way round, the same
+    finally:
+        pg.close()
+
+
+@requires_pg
+def test_postgres_source_is_read_only_and_a_broken_chain_stays_behind(pg_schema: str) -> None:
+    pg = open_pg(pg_schema)
+    try:
+        rt = Runtime(run_store=pg.runs, ledger_store=pg.ledger,
+                     effect_handlers={"side": lambda run, effect: {"i": effect.payload["i"]}})
+        for i in range(3):
+            rt.tick(run_id=rt.start(workflow=counter_workflow(3), run_id=f"r{i}"),
+                    workflow=counter_workflow(3))
+        sql(f"""UPDATE {pg_schema}.ledger SET record = jsonb_set(record::jsonb, '{{attempt}}', '5')::json
+                WHERE run_id = 'r1' AND seq = 1""")
+        before = sql(f"SELECT run_id, seq, record::text FROM {pg_schema}.ledger ORDER BY 1, 2")
+        mem = memory_stores()
+        report = copy_stores(pg, mem)
+        assert [e["run_id"] for e in report["errors"]] == ["r1"] and report["copied"] == 2
+        assert sql(f"SELECT run_id, seq, record::text FROM {pg_schema}.ledger ORDER BY 1, 2") == before
+    finally:
+        pg.close()
