@@ -248,6 +248,31 @@ class LedgerMismatchError(AbstractRTError):
         self.run_id = run_id
 
 
+class ActorNotAllowedError(AbstractRTError, PermissionError):
+    """Someone not in a prompt's ``allowed_actors`` tried to answer it."""
+
+    code = "actor_not_allowed"
+
+    def __init__(self, run_id: str, actor: Optional[str], allowed: Iterable[str]) -> None:
+        allowed = list(allowed)
+        super().__init__(f"{actor or 'an unknown actor'} may not answer run {run_id}: only "
+                         + ", ".join(allowed) + " may")
+        self.run_id = run_id
+        self.actor = actor
+        self.allowed = allowed
+
+
+class SchemaError(PayloadError):
+    """A payload does not validate against the wait's JSON Schema."""
+
+    code = "schema_mismatch"
+
+    def __init__(self, run_id: str, path: str, why: str) -> None:
+        super().__init__(f"payload for run {run_id} does not match its schema at {path}: {why}")
+        self.run_id = run_id
+        self.path = path
+
+
 class StateNotSavableError(AbstractRTError, TypeError):
     """A run's state cannot be stored (a value in ``run.vars`` is not JSON)."""
 

@@ -52,7 +52,7 @@ def ask_user(ctx: EffectContext) -> EffectOutcome:
     if choices is not None and (not isinstance(choices, list) or not choices):
         return EffectOutcome.failed("ask_user payload.choices must be a non-empty list",
                                     retryable=False)
-    return EffectOutcome.waiting(WaitState(
+    return _with_options(ctx, WaitState(
         reason=WaitReason.USER,
         wait_key=str(p.get("wait_key") or f"user:{ctx.run.run_id}:{ctx.run.current_node}"),
         resume_to_node=ctx.resume_to(),
@@ -63,11 +63,26 @@ def ask_user(ctx: EffectContext) -> EffectOutcome:
     ))
 
 
+def _with_options(ctx: EffectContext, wait: WaitState) -> EffectOutcome:
+    """A wait with its deadline, schema, allowed actors and reminders (core/waits.py);
+    a malformed option fails the effect when the wait starts, not when it times out."""
+    from .waits import WaitSpecError, apply_wait_options
+
+    if wait.reason != WaitReason.USER and ctx.payload.get("allowed_actors") is not None:
+        return EffectOutcome.failed(f"{ctx.effect.type_name}: allowed_actors is for ask_user",
+                                    retryable=False)
+    try:
+        apply_wait_options(wait, ctx.payload, ctx.clock())
+    except WaitSpecError as exc:
+        return EffectOutcome.failed(f"{ctx.effect.type_name}: {exc}", retryable=False)
+    return EffectOutcome.waiting(wait)
+
+
 def wait_event(ctx: EffectContext) -> EffectOutcome:
     wait_key = ctx.payload.get("wait_key")
     if not wait_key:
         return EffectOutcome.failed("wait_event requires payload.wait_key", retryable=False)
-    return EffectOutcome.waiting(WaitState(
+    return _with_options(ctx, WaitState(
         reason=WaitReason.EVENT,
         wait_key=str(wait_key),
         resume_to_node=ctx.resume_to(),

@@ -49,6 +49,7 @@ from .policy import DefaultEffectPolicy
 from .replay import Replay, load_beyond
 from .steptimer import step_time_limit
 from .timeutil import parse_timestamp
+from .waits import DEADLINE_ACTOR, deadline_due, timeout_payload
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -393,6 +394,8 @@ class RunOp:
                 payload = {} if retry else {"until": wait.until, "ready": True}
                 self.apply_resume(payload, actor_id="timer", source="timer")
                 return self.run_loop(wf, max_steps)
+            if wait.reason in (WaitReason.USER, WaitReason.EVENT) and deadline_due(wait, self.rt.now()):
+                return self._act_on_deadline(wf, max_steps)
             if wait.reason == WaitReason.SUBWORKFLOW:
                 # Catch up on a child that ended while nobody could resume us.
                 child_id = (wait.details or {}).get("sub_run_id")
@@ -401,6 +404,25 @@ class RunOp:
                     return run
                 return self.apply_child_end(child, wf, max_steps)
             return run
+        return self.run_loop(wf, max_steps)
+
+    def _act_on_deadline(self, wf: Any, max_steps: int) -> RunState:
+        """The wait's deadline has passed and nobody answered: do what ``on_timeout`` says,
+        recorded as a resume by ``deadline``."""
+        run = self.run
+        wait = run.waiting
+        assert wait is not None
+        spec = wait.on_timeout if wait.on_timeout is not None else "fail"
+        if spec == "fail":
+            return self.fail(f"no answer by the deadline {wait.deadline} "
+                             f"({wait.reason.value} wait {wait.wait_key})")
+        payload = timeout_payload(wait)
+        goto = spec.get("goto") if isinstance(spec, dict) else None
+        if goto is not None and goto not in (wf.nodes if isinstance(wf.nodes, dict) else {}):
+            return self.fail(f"on_timeout goto {goto!r}: no such node in workflow {wf.workflow_id!r}")
+        self.apply_resume(payload, actor_id=DEADLINE_ACTOR, source="deadline")
+        if goto is not None:
+            run.current_node = goto  # the escalation path
         return self.run_loop(wf, max_steps)
 
     def apply_child_end(self, child: RunState, wf: Any, max_steps: int) -> RunState:

@@ -133,6 +133,13 @@ class WaitState:
     allow_free_text: bool = True
     details: Optional[Dict[str, Any]] = None
     since: Optional[str] = None  # when the wait began (kept when limits or retries touch the run)
+    # PRODUCT §8: a deadline (UTC ISO) and what happens then; a JSON Schema for the
+    # payload; who may answer; how often to remind.
+    deadline: Optional[str] = None
+    on_timeout: Any = None  # {"answer": TEXT} | {"payload": {...}} | {"goto": NODE} | "fail"
+    schema: Optional[Dict[str, Any]] = None
+    allowed_actors: Optional[List[str]] = None
+    remind_every: Optional[str] = None
 
     def to_jsonable(self) -> Dict[str, Any]:
         return {
@@ -146,6 +153,11 @@ class WaitState:
             "allow_free_text": self.allow_free_text,
             "details": self.details,
             "since": self.since,
+            **({"deadline": self.deadline, "on_timeout": self.on_timeout}
+               if self.deadline else {}),
+            **({"schema": self.schema} if self.schema is not None else {}),
+            **({"allowed_actors": self.allowed_actors} if self.allowed_actors is not None else {}),
+            **({"remind_every": self.remind_every} if self.remind_every else {}),
         }
 
     @classmethod
@@ -169,6 +181,11 @@ class WaitState:
                                    bool) is not False,
             details=_check("waiting.details", data.get("details"), dict),
             since=_check("waiting.since", data.get("since"), str),
+            deadline=_check("waiting.deadline", data.get("deadline"), str),
+            on_timeout=data.get("on_timeout"),
+            schema=_check("waiting.schema", data.get("schema"), dict),
+            allowed_actors=_check("waiting.allowed_actors", data.get("allowed_actors"), list),
+            remind_every=_check("waiting.remind_every", data.get("remind_every"), str),
         )
 
     @classmethod

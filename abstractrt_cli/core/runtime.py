@@ -26,6 +26,7 @@ from ..errors import (
     WaitKeyMismatchError,
 )
 from .answers import normalise_payload
+from .waits import check_actor, validate_payload
 from .config import RuntimeConfig
 from .effects import BUILTIN_EFFECTS
 from .limits import check_limits, check_updates, limit_status, reached_limit
@@ -54,7 +55,7 @@ class Runnable(NamedTuple):
     """A run that can move now, and why (``tick --all --dry-run`` prints the reason)."""
 
     run_id: str
-    reason: str  # "running" | "timer due" | "retry due" | "child ended"
+    reason: str  # "running" | "timer due" | "retry due" | "deadline due" | "child ended"
     run: RunState
 
 
@@ -251,7 +252,7 @@ class Runtime:
             if expect_step is not None and run.effect_seq != expect_step:
                 raise _after_finish(op, PromptMovedOnError(run.run_id))
             try:
-                payload = self._check_resumable(run, wait_key, payload)
+                payload = self._check_resumable(run, wait_key, payload, actor_id=actor_id)
             except Exception as exc:
                 raise _after_finish(op, exc) from None
             op.apply_resume(payload, actor_id=actor_id, source="resume")
@@ -260,12 +261,13 @@ class Runtime:
         self._propagate_to_parents(run, max_steps)
         return run
 
-    def check_resume(self, run: RunState, *, wait_key: Optional[str], payload: Any) -> Dict[str, Any]:
+    def check_resume(self, run: RunState, *, wait_key: Optional[str], payload: Any,
+                     actor_id: Optional[str] = None) -> Dict[str, Any]:
         """The payload ``resume`` would store (choices matched), or the error it would
-        raise for this run and payload, changing nothing."""
+        raise for this run, payload and actor (schema, allowed actors), changing nothing."""
         if not isinstance(payload, dict):
             raise PayloadError(f"payload must be a JSON object, not {type(payload).__name__}")
-        return self._check_resumable(run, wait_key, payload)
+        return self._check_resumable(run, wait_key, payload, actor_id=actor_id)
 
     def cancel_run(
         self, run_id: str, *, reason: Optional[str] = None, actor_id: Optional[str] = None
@@ -298,8 +300,14 @@ class Runtime:
         for run in rs.list_runs(status=RunStatus.RUNNING, on_corrupt=on_corrupt):
             found.setdefault(run.run_id, Runnable(run.run_id, "running", run))
         for run in rs.list_due_wait_until(now=now, on_corrupt=on_corrupt):
-            retry = bool(((run.waiting.details or {}) if run.waiting else {}).get("retry"))
-            found.setdefault(run.run_id, Runnable(run.run_id, "retry due" if retry else "timer due", run))
+            wait = run.waiting
+            if wait is not None and wait.reason in (WaitReason.USER, WaitReason.EVENT):
+                reason = "deadline due"
+            elif wait is not None and (wait.details or {}).get("retry"):
+                reason = "retry due"
+            else:
+                reason = "timer due"
+            found.setdefault(run.run_id, Runnable(run.run_id, reason, run))
         for run in rs.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.SUBWORKFLOW,
                                 on_corrupt=on_corrupt):
             child_id = ((run.waiting.details or {}) if run.waiting else {}).get("sub_run_id")
@@ -384,13 +392,17 @@ class Runtime:
         return entry.effect_policy if entry and entry.effect_policy is not None else self._policy
 
     def _check_resumable(self, run: RunState, wait_key: Optional[str],
-                         payload: Dict[str, Any]) -> Dict[str, Any]:
+                         payload: Dict[str, Any], *, actor_id: Optional[str] = None) -> Dict[str, Any]:
         if run.status != RunStatus.WAITING or run.waiting is None:
             raise RunNotWaitingError(run.run_id, run.status.value)
         wait = run.waiting
         if wait_key is not None and wait_key != wait.wait_key:
             raise WaitKeyMismatchError(run.run_id, wait.wait_key, wait_key)
-        return normalise_payload(wait, payload, run_id=run.run_id)
+        check_actor(wait, actor_id, run_id=run.run_id)
+        payload = normalise_payload(wait, payload, run_id=run.run_id)
+        if wait.schema is not None:
+            validate_payload(wait.schema, payload, run_id=run.run_id)
+        return payload
 
     def _start_child_for(self, parent: RunState) -> Callable[[str, str, Dict[str, Any], bool], Optional[RunState]]:
         """What ``start_subworkflow`` uses to create (once) and tick a child of ``parent``."""
