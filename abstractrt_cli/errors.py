@@ -308,6 +308,12 @@ class StoreIOError(AbstractRTError, OSError):
             self.code = code
 
 
+class StoreCapabilityError(AbstractRTError):
+    """The store in use cannot do what was asked (it says so instead of doing nothing)."""
+
+    code = "not_supported"
+
+
 class SymlinkRefusedError(AbstractRTError):
     """A data-dir file is a symbolic link: never followed (it could point anywhere)."""
 

@@ -253,7 +253,7 @@ class RunOp:
         return last
 
     def apply_resume(self, payload: Dict[str, Any], *, actor_id: Optional[str], source: str,
-                     record: bool = True) -> None:
+                     record: bool = True, event_id: Optional[str] = None) -> None:
         """Record the resume, store the payload, and set the run running at its next node.
 
         Not checkpointed here: the run goes on to its next wait or end, which is. A crash
@@ -264,9 +264,11 @@ class RunOp:
         details = wait.details or {}
         retry = bool(details.get("retry"))
         if record:
-            self.append(kind=RecordKind.RESUME, status=StepStatus.RESUMED,
-                        result={"source": source, "reason": wait.reason.value,
-                                "wait_key": wait.wait_key, "payload": payload},
+            result = {"source": source, "reason": wait.reason.value, "wait_key": wait.wait_key,
+                      "payload": payload}
+            if event_id is not None:
+                result["event_id"] = event_id
+            self.append(kind=RecordKind.RESUME, status=StepStatus.RESUMED, result=result,
                         actor_id=actor_id, durable=False)
         if details.get("guard"):
             # The limit guard is not an effect step: nothing is stored, the node re-runs.
@@ -329,6 +331,8 @@ class RunOp:
                 payload = result.get("payload")
                 self.apply_resume(payload if isinstance(payload, dict) else {},
                                   actor_id=rec.get("actor_id"), source="replay", record=False)
+                if result.get("event_id") and self.rt.event_store is not None:
+                    self.rt.event_store.mark_received(result["event_id"], run.run_id)
             elif kind == "cancel" and not run.status.is_terminal:
                 self.replay.take()
                 self._set_cancelled(result.get("reason"))
@@ -394,6 +398,8 @@ class RunOp:
                 payload = {} if retry else {"until": wait.until, "ready": True}
                 self.apply_resume(payload, actor_id="timer", source="timer")
                 return self.run_loop(wf, max_steps)
+            if wait.reason == WaitReason.EVENT and self.deliver_kept_event():
+                return self.run_loop(wf, max_steps)
             if wait.reason in (WaitReason.USER, WaitReason.EVENT) and deadline_due(wait, self.rt.now()):
                 return self._act_on_deadline(wf, max_steps)
             if wait.reason == WaitReason.SUBWORKFLOW:
@@ -405,6 +411,36 @@ class RunOp:
                 return self.apply_child_end(child, wf, max_steps)
             return run
         return self.run_loop(wf, max_steps)
+
+    def deliver_kept_event(self) -> bool:
+        """A run that reaches ``wait_event KEY`` takes the oldest kept event for KEY
+        emitted after the run was created that it has not received (and that matches the
+        wait's schema, if it has one)."""
+        events = self.rt.event_store
+        run = self.run
+        wait = run.waiting
+        if events is None or wait is None or wait.reason != WaitReason.EVENT or not wait.wait_key:
+            return False
+        created = parse_timestamp(run.created_at)
+        skip: List[str] = []
+        while True:
+            ev = events.oldest_unreceived(wait.wait_key, run_id=run.run_id, emitted_after=created,
+                                          now=self.rt.now(), exclude=skip)
+            if ev is None:
+                return False
+            if wait.schema is not None:
+                from .waits import validate_payload
+
+                try:
+                    validate_payload(wait.schema, ev.payload, run_id=run.run_id)
+                except ValueError:
+                    skip.append(ev.event_id)
+                    continue
+            self.apply_resume(dict(ev.payload), actor_id=ev.actor_id or "event", source="mailbox",
+                              event_id=ev.event_id)
+            self.flush()
+            events.mark_received(ev.event_id, run.run_id)
+            return True
 
     def _act_on_deadline(self, wf: Any, max_steps: int) -> RunState:
         """The wait's deadline has passed and nobody answered: do what ``on_timeout`` says,
@@ -502,6 +538,8 @@ class RunOp:
                 nxt = self.replay.peek()
                 if nxt is not None and nxt.get("kind") == "resume":
                     self.roll_forward()  # answered already, before a crash: go on
+                    continue
+                if self.replay.peek() is None and self.deliver_kept_event():
                     continue
                 return run
             if not plan.next_node:

@@ -368,6 +368,35 @@ class StepRecord:
 
 
 @dataclass
+class KeptEvent:
+    """An emitted event kept in the store's mailbox (PRODUCT §8) until it expires."""
+
+    event_id: str
+    key: str
+    payload: Dict[str, Any]
+    emitted_at: str
+    expires_at: str
+    received_by: List[str] = field(default_factory=list)
+    actor_id: Optional[str] = None
+
+    def to_jsonable(self) -> Dict[str, Any]:
+        return {"event_id": self.event_id, "key": self.key, "payload": self.payload,
+                "emitted_at": self.emitted_at, "expires_at": self.expires_at,
+                "received_by": list(self.received_by), "actor_id": self.actor_id}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "KeptEvent":
+        _check("event", data, dict, optional=False)
+        for name in ("event_id", "key", "emitted_at", "expires_at"):
+            _check(name, data.get(name), str, optional=False)
+        return cls(event_id=data["event_id"], key=data["key"],
+                   payload=_check("payload", data.get("payload"), dict) or {},
+                   emitted_at=data["emitted_at"], expires_at=data["expires_at"],
+                   received_by=[str(r) for r in _check("received_by", data.get("received_by"), list) or []],
+                   actor_id=_check("actor_id", data.get("actor_id"), str))
+
+
+@dataclass
 class LimitWarning:
     """A limit at its warning threshold or exceeded (see ``Runtime.check_limits``)."""
 

@@ -12,8 +12,10 @@ proceeding. The work on a locked run is ``core/loop.py``; the built-in effects a
 
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
 
 from ..errors import (
@@ -21,6 +23,7 @@ from ..errors import (
     PromptMovedOnError,
     RunBusyError,
     RunNotWaitingError,
+    StoreCapabilityError,
     UnknownRunError,
     UnknownWorkflowError,
     WaitKeyMismatchError,
@@ -32,6 +35,7 @@ from .effects import BUILTIN_EFFECTS
 from .limits import check_limits, check_updates, limit_status, reached_limit
 from .loop import RunOp, open_op, set_nested
 from .models import (
+    KeptEvent,
     LimitWarning,
     RecordKind,
     RunState,
@@ -48,7 +52,7 @@ from .spec import WorkflowEntry, WorkflowRegistry
 Clock = Callable[[], datetime]
 EffectHandler = Callable[..., Any]
 
-__all__ = ["Runtime", "EffectOutcome", "NonRetryableError", "Runnable", "set_nested"]
+__all__ = ["Runtime", "EffectOutcome", "NonRetryableError", "Runnable", "EmitReport", "set_nested"]
 
 
 class Runnable(NamedTuple):
@@ -57,6 +61,18 @@ class Runnable(NamedTuple):
     run_id: str
     reason: str  # "running" | "timer due" | "retry due" | "deadline due" | "child ended"
     run: RunState
+
+
+DEFAULT_EVENT_TTL = timedelta(days=7)
+
+
+@dataclass
+class EmitReport:
+    """What ``emit`` did: the kept event (if kept), the runs it resumed, the busy ones."""
+
+    event: Optional[KeptEvent]
+    delivered: List[RunState] = field(default_factory=list)
+    busy: List[str] = field(default_factory=list)
 
 
 class DefaultRunContext:
@@ -94,9 +110,11 @@ class Runtime:
         effect_policy: Optional[Any] = None,
         config: Optional[RuntimeConfig] = None,
         clock: Optional[Clock] = None,
+        event_store: Optional[Any] = None,
     ) -> None:
         self._run_store = run_store
         self._ledger = ledger_store
+        self._events = event_store
         self._clock: Clock = clock or _utc_clock
         self._ctx = context or DefaultRunContext(self._clock)
         self._registry = workflow_registry
@@ -118,6 +136,10 @@ class Runtime:
     @property
     def ledger_store(self) -> Any:
         return self._ledger
+
+    @property
+    def event_store(self) -> Optional[Any]:
+        return self._events
 
     @property
     def config(self) -> RuntimeConfig:
@@ -287,6 +309,54 @@ class Runtime:
         # A parent waiting on this run can never get its result: fail it now, naming us.
         self._propagate_to_parents(run, 100)
         return run
+
+    def emit(self, key: str, payload: Dict[str, Any], *, ttl: Optional[timedelta] = DEFAULT_EVENT_TTL,
+             keep: bool = True, actor_id: Optional[str] = None, max_steps: int = 100) -> EmitReport:
+        """Deliver an event to every run waiting on ``key`` and keep it (for ``ttl``) for
+        runs that reach ``wait_event key`` later (PRODUCT §8).
+
+        Every receiving run's schema is checked before anything is delivered or kept: if
+        one refuses, the error names it and nothing changes. A run busy in another
+        process is skipped (reported); it finds the kept event when it next waits."""
+        if not isinstance(payload, dict):
+            raise PayloadError(f"payload must be a JSON object, not {type(payload).__name__}")
+        if keep and self._events is None:
+            raise StoreCapabilityError("this store keeps no events: emit with keep=False")
+        waiting = self._run_store.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.EVENT,
+                                            wait_key=key)
+        for run in waiting:
+            self.check_resume(run, wait_key=key, payload=payload)
+        now = self._clock()
+        event = None
+        if keep:
+            event = KeptEvent(event_id=str(uuid.uuid4()), key=key, payload=payload,
+                              emitted_at=now.isoformat(),
+                              expires_at=(now + (ttl if ttl is not None else DEFAULT_EVENT_TTL)).isoformat(),
+                              actor_id=actor_id)
+            self._events.put(event)
+        report = EmitReport(event=event)
+        for before in waiting:
+            try:
+                with self._locked(before.run_id) as op:
+                    op.roll_forward()
+                    run = op.run
+                    wait = run.waiting
+                    if (run.status != RunStatus.WAITING or wait is None
+                            or wait.reason != WaitReason.EVENT or wait.wait_key != key):
+                        continue  # it moved on meanwhile (the kept event may have reached it)
+                    wf = self._workflow_for(run, None)
+                    checked = self._check_resumable(run, key, payload, actor_id=actor_id)
+                    op.apply_resume(checked, actor_id=actor_id, source="emit",
+                                    event_id=event.event_id if event else None)
+                    op.flush()
+                    if event is not None:
+                        self._events.mark_received(event.event_id, run.run_id)
+                    op.run_loop(wf, max_steps)
+                report.delivered.append(op.run)
+                self._propagate_to_parents(op.run, max_steps)
+            except RunBusyError:
+                report.busy.append(before.run_id)
+        return report
 
     def runnable(self, now: Optional[datetime] = None, *, on_corrupt: Any = None) -> List[Runnable]:
         """Every run that can move now, once each: running runs, waiting runs whose time

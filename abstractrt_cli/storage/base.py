@@ -24,7 +24,7 @@ from typing import (
     runtime_checkable,
 )
 
-from ..core.models import RunState, RunStatus, StepRecord, WaitReason
+from ..core.models import KeptEvent, RunState, RunStatus, StepRecord, WaitReason
 from ..errors import CorruptRunError
 
 OnCorrupt = Optional[Callable[[CorruptRunError], None]]
@@ -104,6 +104,30 @@ class LedgerStore(Protocol):
 
 
 @runtime_checkable
+class EventStore(Protocol):
+    """The event mailbox (PRODUCT §8): emitted events kept until they expire.
+
+    Costs grow with the events kept for one key, not with every event kept."""
+
+    def put(self, event: KeptEvent) -> None:
+        """Keep an event (its id is new)."""
+
+    def oldest_unreceived(self, key: str, *, run_id: str, emitted_after: datetime,
+                          now: datetime, exclude: Sequence[str] = ()) -> Optional[KeptEvent]:
+        """The oldest kept event for ``key`` emitted after ``emitted_after`` (strictly),
+        not expired at ``now``, that ``run_id`` has not received, not in ``exclude``."""
+
+    def mark_received(self, event_id: str, run_id: str) -> None:
+        """Note that ``run_id`` received the event (idempotent)."""
+
+    def list_events(self, *, key_pattern: Optional[str] = None) -> List[KeptEvent]:
+        """Kept events, oldest first; ``key_pattern`` is shell-style (``fnmatch``)."""
+
+    def prune(self, *, now: datetime) -> int:
+        """Drop the events expired at ``now``; how many were dropped."""
+
+
+@runtime_checkable
 class CommitStore(Protocol):
     """A run store that can append records and checkpoint in one transaction."""
 
@@ -127,6 +151,7 @@ class Stores:
     kind: str
     location: str
     capabilities: FrozenSet[str] = field(default_factory=frozenset)
+    events: Any = None  # an EventStore (None: this store keeps no events)
 
     def info(self) -> Dict[str, Any]:
         """What ``store info`` prints: kind, location, format version, runs by status."""
@@ -142,7 +167,7 @@ class Stores:
         return fn()
 
     def close(self) -> None:
-        for part in (self.runs, self.ledger):
+        for part in (self.runs, self.ledger, self.events):
             fn = getattr(part, "close", None)
             if fn is not None:
                 fn()
