@@ -111,3 +111,27 @@ def test_a_store_without_events_says_so(make_runtime):
     with pytest.raises(StoreCapabilityError):
         make_runtime().emit("k", {})
     assert make_runtime().emit("k", {}, keep=False).delivered == []
+
+
+def test_transitions_are_reported_once_each_after_the_lock_is_released(make_runtime, registry, events):
+    seen = []
+    rt = None
+
+    def on_transition(event, run):
+        # The lock is free: another operation on the run works from here.
+        rt.get_state(run.run_id)
+        with rt.run_store.lock(run.run_id, timeout=0):
+            pass
+        seen.append((event, run.status.value, run.waiting.reason.value if run.waiting else None))
+
+    ask = WorkflowSpec("ask", "a", {
+        "a": node("a", effect=Effect("ask_user", {"prompt": "?"}, "x"), next="b"),
+        "b": node("b", effect=Effect("wait_until", {"until": "2020-01-01T00:00:00Z"}, "t"), next="end"),
+        "end": finish()})
+    registry.register(ask)
+    rt = make_runtime(event_store=events, on_transition=on_transition)
+    rid = rt.start(workflow=ask)
+    rt.tick(run_id=rid)
+    rt.tick(run_id=rid)  # nothing changes: nothing reported
+    rt.resume(run_id=rid, payload={"response": "y"})
+    assert seen == [("wait", "waiting", "user"), ("complete", "completed", None)]

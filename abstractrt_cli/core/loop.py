@@ -102,6 +102,14 @@ def _json_ok(value: Any) -> Optional[str]:
     return None
 
 
+_HOOKED_WAITS = (WaitReason.USER, WaitReason.EVENT, WaitReason.JOB)
+
+
+def _transition_key(run: RunState) -> Tuple[Any, ...]:
+    w = run.waiting
+    return (run.status, w.wait_key if w else None, w.since if w else None)
+
+
 def open_op(rt: "Runtime", run_id: str) -> "RunOp":
     """Load a locked run and check its ledger against its checkpoint."""
     run = rt.get_state(run_id)
@@ -120,6 +128,10 @@ class RunOp:
         self.head = head
         self.head_digest = head_digest  # state digest carried by the ledger's last record
         self.dirty = False  # the state differs from the checkpoint on disk
+        # (event, run) for each transition a checkpoint made durable: hooks fire on them
+        # once the lock is released (``Runtime._locked``).
+        self.transitions: List[Tuple[str, RunState]] = []
+        self._last_saved = _transition_key(run)
         self.effects_since_save = 0
         self._commit = getattr(rt.run_store, "commit", None)
         self._buffer: List[StepRecord] = []  # for stores that commit records with the run
@@ -213,6 +225,16 @@ class RunOp:
             self.rt.run_store.save(run)
         self.dirty = False
         self.effects_since_save = 0
+        key = _transition_key(run)
+        if key != self._last_saved:
+            self._last_saved = key
+            event = {RunStatus.WAITING: "wait", RunStatus.COMPLETED: "complete",
+                     RunStatus.FAILED: "fail"}.get(run.status)
+            if event is not None and (event != "wait" or run.waiting is None
+                                      or run.waiting.reason in _HOOKED_WAITS):
+                import copy
+
+                self.transitions.append((event, copy.deepcopy(run)))
 
     def finish(self) -> RunState:
         """End of the operation: checkpoint whatever is not checkpointed yet."""

@@ -111,10 +111,14 @@ class Runtime:
         config: Optional[RuntimeConfig] = None,
         clock: Optional[Clock] = None,
         event_store: Optional[Any] = None,
+        on_transition: Optional[Callable[[str, RunState], None]] = None,
     ) -> None:
         self._run_store = run_store
         self._ledger = ledger_store
         self._events = event_store
+        # Called with ("wait" | "complete" | "fail", run) after each such checkpoint is
+        # durable and the run's lock released (notification hooks; never inside a lock).
+        self._on_transition = on_transition
         self._clock: Clock = clock or _utc_clock
         self._ctx = context or DefaultRunContext(self._clock)
         self._registry = workflow_registry
@@ -204,6 +208,7 @@ class Runtime:
             run.workflow_fingerprint = entry.fingerprint
         run.created_at = run.updated_at = self._now_iso()
         op = RunOp(self, run, _EMPTY_REPLAY(), (0, None), None)
+        op.transitions = []
         op.append(kind=RecordKind.START, status=StepStatus.STARTED, actor_id=actor_id,
                   result={"workflow_id": run.workflow_id, "vars": run_vars,
                           "workflow_fingerprint": run.workflow_fingerprint,
@@ -226,8 +231,14 @@ class Runtime:
         """Hold the run's lock; the op checks the ledger and replays what is beyond."""
         with self._run_store.lock(run_id, timeout=self._config.lock_timeout):
             op = open_op(self, run_id)
-            yield op
-            op.finish()
+            try:
+                yield op
+                op.finish()
+            finally:
+                transitions, op.transitions = op.transitions, []
+        if self._on_transition is not None:
+            for event, run in transitions:
+                self._on_transition(event, run)
 
     def tick(self, *, run_id: str, workflow: Optional[Any] = None, max_steps: int = 100) -> RunState:
         """Progress a run until it blocks, ends, or has taken ``max_steps`` steps."""
