@@ -166,6 +166,23 @@ class Stores:
             return {"store": self.kind, "reindexed": False, "why": "this store keeps no separate index"}
         return fn()
 
+    def wake(self, run_id: str = "") -> None:
+        """Tell waiting workers that something can move (PostgreSQL: NOTIFY; files: the
+        data dir's wake file). Only a hint: workers also poll, the tables are the truth."""
+        fn = getattr(self.runs, "wake", None)
+        if fn is not None:
+            fn(run_id)
+
+    def listen(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a wake-up; True if one came."""
+        fn = getattr(self.runs, "listen", None)
+        if fn is None:
+            import time
+
+            time.sleep(max(timeout, 0.0))
+            return False
+        return bool(fn(timeout))
+
     def close(self) -> None:
         for part in (self.runs, self.ledger, self.events):
             fn = getattr(part, "close", None)
