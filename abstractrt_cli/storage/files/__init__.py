@@ -2,24 +2,31 @@
 
 Layout under the data dir (created 0700; every file 0600)::
 
+    format.json                   {"format": 2}: see ``version.py``
     runs/<a>/<run_id>.json        the run: its RunState JSON, indented, human-readable
-    runs/<a>/<run_id>.jsonl       its ledger: one hash-chained record per line
-    locks/<a>/<run_id>.lock       its lock file (fcntl.flock; kept after release)
+    runs/<a>/<run_id>.jsonl       its ledger: one hash-chained record per line; also the
+                                  run's lock (fcntl.flock)
     index/index.sqlite3           the query index (+ -wal/-shm), see ``index.py``
     index/rebuild.lock            held while the index is (re)built
 
 ``<a>`` is the first character of the run id: uuid ids spread over 16 directories
 (200,000 runs: 12,500 files each, easy for any file system and for ``ls``), and a fresh
 data dir pays for at most a few dozen ``mkdir`` + directory fsyncs in its life. A run's
-ledger sits beside its run file so that one directory fsync covers both: the run store
-creates the (empty) ledger file with a new run, before the fsync that makes the run
-file durable, so no append ever needs a directory fsync of its own.
+ledger sits beside its run file so that one directory (and one kept descriptor of it)
+serves both.
+
+Nothing in the data dir is followed through a symlink (``atomic.py``); what the
+environment refuses (permission, read-only, disk full, a file where a directory belongs)
+is a ``StoreIOError`` naming the path (``oserrors.py``); queries work on a data dir this
+process cannot write.
 
 One concept a module: ``ids`` (which run ids are safe file names), ``layout`` (paths and
-dirs), ``runs`` (the run store and its dirty-row save), ``queries`` (finding runs through
-the index, and repairing it), ``rebuild`` (keeping the index whole), ``index`` (the SQLite
-table), ``keys`` (a run's indexed fields), ``ledger`` (the ledger store and its tail
-scan), ``jsonfmt`` (the run files' JSON), ``atomic`` and ``locks`` (file primitives).
+directory descriptors), ``version`` (the format version and upgrades), ``runs`` (the run
+store, its dirty-row save and its locks), ``queries`` (finding runs through the index,
+and repairing it), ``rebuild`` (keeping the index whole), ``index`` (the SQLite table),
+``keys`` (a run's indexed fields), ``ledger`` (the ledger store and its tail scan),
+``jsonfmt`` (the run files' JSON), ``atomic``, ``locks`` and ``oserrors`` (file
+primitives and what their failures mean).
 
 Processes. SQLite serialises the writers of the index (WAL mode, busy timeout); run
 locks keep two processes off one run; a forked child opens its own index connection.
@@ -34,13 +41,22 @@ from .jsonfmt import dumps_readable
 from .keys import index_key
 from .ledger import FileLedgerStore
 from .runs import FileRunStore
+from .version import FORMAT_VERSION
 
 __all__ = [
     "FileRunStore", "FileLedgerStore", "open_file_stores", "validate_run_id", "index_key",
-    "dumps_readable",
+    "dumps_readable", "rebuild_index", "FORMAT_VERSION",
 ]
 
 
-def open_file_stores(data_dir: Any, *, fsync: bool = True) -> Tuple[FileRunStore, FileLedgerStore]:
-    """The run store and the ledger store of one data dir."""
-    return FileRunStore(data_dir, fsync=fsync), FileLedgerStore(data_dir, fsync=fsync)
+def open_file_stores(data_dir: Any, *, fsync: bool = True,
+                     create: bool = True) -> Tuple[FileRunStore, FileLedgerStore]:
+    """The run store and the ledger store of one data dir (``create``: make it if missing)."""
+    runs = FileRunStore(data_dir, fsync=fsync, create=create)
+    return runs, FileLedgerStore(data_dir, fsync=fsync, create=False)
+
+
+def rebuild_index(data_dir: Any) -> dict:
+    """Rebuild a data dir's query index from its run files (see ``FileRunStore``)."""
+    with FileRunStore(data_dir, create=False) as store:
+        return store.rebuild_index()

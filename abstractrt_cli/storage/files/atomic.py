@@ -2,17 +2,26 @@
 
 - ``atomic_write``: write beside the target, fsync, ``os.replace``, fsync the directory,
   so a crash at any instant leaves either the old or the new file, never a torn one.
-- ``fsync_dir``: make a directory entry (a created, renamed or removed file) durable.
+- ``read_file``: the bytes of a file and its identity.
+- ``open_dir``: a directory descriptor, refusing a symlink.
 - ``ensure_private_dir``: create directories 0700 (chmod them only if we created them).
 
-Files are created 0600 (``os.open(..., 0o600)``): runs and ledgers hold whatever the
-workflows put in them, so they are private to the user like the data dir itself.
+Every file operation is relative to a directory descriptor (``dir_fd``) opened with
+``O_NOFOLLOW`` and every file is opened with ``O_NOFOLLOW``: a symlink planted in the
+data dir, as a file or as a directory, is refused (ELOOP), never followed, and nothing
+is ever written through one. The same descriptors make the directory fsyncs cheap (no
+open and close each time).
+
+Files are created 0600: runs and ledgers hold whatever the workflows put in them, so
+they are private to the user like the data dir itself.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import stat
 from typing import Optional, Tuple
 
 FILE_MODE = 0o600
@@ -22,23 +31,43 @@ DIR_MODE = 0o700
 # last wrote or read it, at the cost of one stat.
 FileIdent = Tuple[int, int, int]
 
-_tmp_counter = itertools.count()
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_tmp_counter = itertools.count()
 
 
 def ident_of(st: os.stat_result) -> FileIdent:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def fsync_dir(path: str) -> None:
-    """fsync a directory so the entries created, renamed or removed in it are durable."""
-    fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+def lstat_at(dir_fd: int, name: str) -> Optional[os.stat_result]:
+    """``lstat`` of ``name`` in the directory, None if there is nothing there."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def is_symlink(st: Optional[os.stat_result]) -> bool:
+    return st is not None and stat.S_ISLNK(st.st_mode)
+
+
+def refuse_symlink(st: Optional[os.stat_result]) -> None:
+    """Raise ELOOP (mapped to SymlinkRefusedError by the caller) for a symlink."""
+    if is_symlink(st):
+        raise OSError(errno.ELOOP, "is a symbolic link")
+
+
+def open_dir(name: str, *, dir_fd: Optional[int] = None) -> int:
+    """A descriptor of a directory; ELOOP for a symlink, ENOTDIR for anything else."""
+    return os.open(name, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=dir_fd)
+
+
+def fsync_dir(dir_fd: int) -> None:
+    """Make the entries created, renamed or removed in a directory durable."""
+    os.fsync(dir_fd)
 
 
 def data_sync(fd: int) -> None:
@@ -65,7 +94,8 @@ def ensure_private_dir(path: str, *, fsync: bool = False) -> bool:
         os.mkdir(path, DIR_MODE)
     except FileExistsError:
         if not os.path.isdir(path):
-            raise NotADirectoryError(f"{path} exists and is not a directory") from None
+            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory",
+                                     path) from None
         return False
     except FileNotFoundError:
         parent = os.path.dirname(os.path.abspath(path))
@@ -76,19 +106,37 @@ def ensure_private_dir(path: str, *, fsync: bool = False) -> bool:
             return False
     os.chmod(path, DIR_MODE)
     if fsync:
-        fsync_dir(os.path.dirname(os.path.abspath(path)))
+        fd = open_dir(os.path.dirname(os.path.abspath(path)))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return True
 
 
-def atomic_write(path: str, data: bytes, *, fsync: bool = True) -> FileIdent:
-    """Replace ``path`` with ``data`` atomically; returns the new file's identity.
+def make_private_dir_at(dir_fd: int, name: str, *, fsync: bool) -> bool:
+    """``mkdir name`` (0700) inside a directory; True if created, False if it existed."""
+    try:
+        os.mkdir(name, DIR_MODE, dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    os.chmod(name, DIR_MODE, dir_fd=dir_fd)  # see ensure_private_dir
+    if fsync:
+        os.fsync(dir_fd)
+    return True
+
+
+def atomic_write(dir_fd: int, name: str, data: bytes, *, fsync: bool = True) -> FileIdent:
+    """Replace ``name`` in the directory with ``data`` atomically; the new file's identity.
 
     The temp file lives in the same directory (``os.replace`` is only atomic within one
     file system) and starts with a dot, so directory scans for ``*.json`` never see it.
+    The caller has refused a symlink at ``name`` (a rename would replace the link, not
+    follow it, but a symlinked run file is refused, not quietly turned into a file).
     """
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{next(_tmp_counter)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, FILE_MODE)
+    tmp = f".{name}.{os.getpid()}.{next(_tmp_counter)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 FILE_MODE, dir_fd=dir_fd)
     try:
         try:
             write_all(fd, data)
@@ -97,23 +145,25 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = True) -> FileIdent:
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        _unlink_quietly(tmp)
+        _unlink_quietly(dir_fd, tmp)
         raise
     if fsync:
-        fsync_dir(directory)
+        fsync_dir(dir_fd)
     return ident_of(st)
 
 
-def read_file(path: str) -> Optional[Tuple[bytes, FileIdent]]:
-    """The bytes of ``path`` and its identity, or None if it does not exist."""
+def read_file(dir_fd: int, name: str) -> Optional[Tuple[bytes, FileIdent]]:
+    """The bytes of ``name`` and its identity, or None if it does not exist."""
     try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        fd = os.open(name, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     try:
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
         chunks = []
         remaining = st.st_size
         while True:
@@ -127,8 +177,8 @@ def read_file(path: str) -> Optional[Tuple[bytes, FileIdent]]:
         os.close(fd)
 
 
-def _unlink_quietly(path: str) -> None:
+def _unlink_quietly(dir_fd: int, name: str) -> None:
     try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
     except OSError:
         pass

@@ -36,12 +36,17 @@ is only the table, so it never reads a run file.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
+import stat
 import threading
-from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+import urllib.parse
+from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from .atomic import FILE_MODE
+from ...errors import StoreIOError, SymlinkRefusedError
+from .atomic import FILE_MODE, O_CLOEXEC, O_NOFOLLOW
+from .oserrors import cannot_write, store_error
 
 SCHEMA_VERSION = "1"
 
@@ -95,6 +100,24 @@ class IndexCorruptError(Exception):
     """The index database is unreadable; the store rebuilds it from the run files."""
 
 
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    existing = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+    if _NEWEST_INDEX not in existing:
+        for stmt in _SCHEMA:
+            conn.execute(stmt)
+
+
+def _sqlite_cannot_write(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return cannot_write(exc)
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    text = str(exc).lower()
+    return code in (3, 8) or "readonly" in text or "read-only" in text  # PERM, READONLY
+
+
 def is_corruption(exc: BaseException) -> bool:
     if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.OperationalError):
         return False
@@ -103,22 +126,50 @@ def is_corruption(exc: BaseException) -> bool:
 
 
 class RunIndex:
-    """The SQLite table of indexed run fields (one connection, shared by threads)."""
+    """The SQLite table of indexed run fields (one connection, shared by threads).
 
-    def __init__(self, path: str, *, fsync: bool = True) -> None:
+    Opened read-write normally. Where this process cannot write (a read-only file system,
+    no permission) it opens the database read-only, and if even that is impossible (WAL
+    mode needs its ``-shm`` file, which nobody may create here) or the database is
+    missing, it holds the index in memory, built by the store from the run files: queries
+    work on a read-only data dir, at the price of one scan. Symlinks at the database or
+    its ``-wal``/``-shm`` files are refused before SQLite (which follows them) sees them.
+    """
+
+    def __init__(self, path: str, *, fsync: bool = True,
+                 dir_ready: Optional[Callable[[bool], bool]] = None) -> None:
         self.path = path
         self._fsync = fsync
+        # dir_ready(create) -> does the index dir exist (after creating it if asked)?
+        self._dir_ready = dir_ready or (lambda create: os.path.isdir(os.path.dirname(path)))
         self._mutex = threading.RLock()
         self._conn: Optional[sqlite3.Connection] = None
         self._ino: Optional[int] = None
         self._sync_mode: Optional[str] = None
         self.generation = 0  # bumped on every (re)connection
         self._pid = os.getpid()
+        self.read_only = False  # opened read-only, or in memory, because we cannot write
+        self.in_memory = False
 
     # ------------------------------------------------------------------ connection
 
     def exists(self) -> bool:
-        return os.path.exists(self.path)
+        return os.path.lexists(self.path)
+
+    def _file_ino(self) -> Optional[int]:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            raise SymlinkRefusedError(self.path)
+        return st.st_ino
+
+    def _refuse_symlinks(self) -> None:
+        for p in (os.path.dirname(self.path), self.path, self.path + "-wal",
+                  self.path + "-shm", self.path + "-journal"):
+            if os.path.islink(p):
+                raise SymlinkRefusedError(p)
 
     def connect(self) -> sqlite3.Connection:
         """Open (creating if needed) the database; reconnects if the file was replaced."""
@@ -128,40 +179,112 @@ class RunIndex:
                 # rule); abandon it — closing it here could disturb the parent's.
                 self._conn, self._ino = None, None
             if self._conn is not None:
-                try:
-                    ino = os.stat(self.path).st_ino
-                except FileNotFoundError:
-                    ino = None
-                if ino == self._ino:
+                if self.in_memory or self._file_ino() == self._ino:
                     return self._conn
                 self.close()  # deleted or replaced behind our back (a reindex, a user)
-            try:
-                # Created by us so it is 0600; SQLite gives the -wal/-shm files its mode.
-                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
-            except FileExistsError:
-                pass
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
-                                   check_same_thread=False)
-            try:
-                conn.execute("PRAGMA busy_timeout = 60000")
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                existing = {r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
-                if _NEWEST_INDEX not in existing:
-                    for stmt in _SCHEMA:
-                        conn.execute(stmt)
-            except BaseException as exc:
-                conn.close()
-                if is_corruption(exc):
-                    raise IndexCorruptError(str(exc)) from exc
-                raise
+            self._refuse_symlinks()
+            conn = None
+            if not self.read_only:
+                conn = self._connect_rw()
+            if conn is None:
+                conn = self._connect_ro()
             self._conn = conn
             self._pid = os.getpid()
-            self._ino = os.stat(self.path).st_ino
+            self._ino = None if self.in_memory else self._file_ino()
             self._sync_mode = None
             self.generation += 1
             return conn
+
+    def _connect_rw(self) -> Optional[sqlite3.Connection]:
+        """A read-write connection, or None (and ``read_only``) if we may not write."""
+        try:
+            if not self._dir_ready(True):
+                raise FileNotFoundError(errno.ENOENT, "no index directory", self.path)
+            # Created by us so it is 0600; SQLite gives the -wal/-shm files its mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                             FILE_MODE))
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SymlinkRefusedError(self.path) from None
+            if not cannot_write(exc):
+                raise store_error(exc, self.path) from exc
+            self.read_only = True
+            return None
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 60000")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            _ensure_schema(conn)
+        except BaseException as exc:
+            conn.close()
+            if is_corruption(exc):
+                raise IndexCorruptError(str(exc)) from exc
+            if _sqlite_cannot_write(exc):
+                self.read_only = True
+                return None
+            raise self._mapped(exc) from exc
+        return conn
+
+    def _connect_ro(self) -> sqlite3.Connection:
+        """Read-only: the file as it is if SQLite can read it so, else an empty index in
+        memory (``in_memory``: the store fills it from the run files)."""
+        self.read_only = True
+        if self._dir_ready(False) and os.path.lexists(self.path):
+            uri = "file:" + urllib.parse.quote(self.path)
+            attempts = ["?mode=ro"]
+            if not os.path.lexists(self.path + "-wal"):
+                # Nothing is in a WAL: the file holds every commit, and nobody can change
+                # it while it is read-only here.
+                attempts.append("?immutable=1")
+            for params in attempts:
+                try:
+                    conn = sqlite3.connect(uri + params, uri=True, timeout=60.0,
+                                           isolation_level=None, check_same_thread=False)
+                except sqlite3.Error:
+                    continue
+                try:
+                    conn.execute("PRAGMA busy_timeout = 60000")
+                    names = {r[0] for r in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+                    if _NEWEST_INDEX in names:
+                        self.in_memory = False
+                        return conn
+                except sqlite3.Error as exc:
+                    if is_corruption(exc):
+                        conn.close()
+                        break  # unreadable: an index in memory will do
+                conn.close()
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        _ensure_schema(conn)
+        self.in_memory = True
+        return conn
+
+    def switch_to_memory(self) -> None:
+        """Hold the index in memory from now on (a read-only index that is incomplete or
+        corrupt cannot be rebuilt where it is)."""
+        with self._mutex:
+            self.close()
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            _ensure_schema(conn)
+            self._conn, self._ino, self._pid = conn, None, os.getpid()
+            self.read_only = self.in_memory = True
+            self._sync_mode = None
+            self.generation += 1
+
+    def _mapped(self, exc: BaseException) -> BaseException:
+        """A SQLite error the environment caused, as a StoreIOError naming the index."""
+        if isinstance(exc, sqlite3.Error):
+            code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+            text = str(exc).lower()
+            if code == 13 or "full" in text:  # SQLITE_FULL
+                return store_error(OSError(errno.ENOSPC, "disk full"), self.path)
+            if _sqlite_cannot_write(exc):
+                return store_error(OSError(errno.EROFS, "read-only"), self.path)
+            if code in (10, 14) or "disk i/o" in text or "unable to open" in text:
+                return StoreIOError(self.path, f"the index cannot be used: {exc}")
+        return exc
 
     def close(self) -> None:
         with self._mutex:
@@ -175,6 +298,8 @@ class RunIndex:
                     self._ino = None
 
     def _sync(self, conn: sqlite3.Connection, durable: bool) -> None:
+        if self.read_only:
+            return
         mode = "FULL" if (durable and self._fsync) else ("NORMAL" if self._fsync else "OFF")
         if mode != self._sync_mode:
             conn.execute(f"PRAGMA synchronous = {mode}")
@@ -189,7 +314,7 @@ class RunIndex:
             except sqlite3.DatabaseError as exc:
                 if is_corruption(exc):
                     raise IndexCorruptError(str(exc)) from exc
-                raise
+                raise self._mapped(exc) from exc
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]], *, durable: bool = False) -> None:
         with self._mutex:
@@ -200,13 +325,14 @@ class RunIndex:
                 try:
                     conn.executemany(sql, rows)
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 if is_corruption(exc):
                     raise IndexCorruptError(str(exc)) from exc
-                raise
+                raise self._mapped(exc) from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
         with self._mutex:
@@ -216,7 +342,7 @@ class RunIndex:
             except sqlite3.DatabaseError as exc:
                 if is_corruption(exc):
                     raise IndexCorruptError(str(exc)) from exc
-                raise
+                raise self._mapped(exc) from exc
 
     # ------------------------------------------------------------------ meta
 
@@ -274,6 +400,13 @@ class RunIndex:
 
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM runs")[0][0])
+
+    def counts_by_status(self) -> Tuple[dict, int]:
+        """({status: clean rows}, dirty rows): what ``store info`` reports."""
+        clean = {r[0]: int(r[1]) for r in self._query(
+            "SELECT status, count(*) FROM runs WHERE dirty = 0 GROUP BY status")}
+        dirty = int(self._query("SELECT count(*) FROM runs WHERE dirty = 1")[0][0])
+        return clean, dirty
 
     # ------------------------------------------------------------------ queries
 

@@ -1,28 +1,73 @@
-"""Where things are under the data dir, and the lazy creation of its private dirs."""
+"""Where things are under the data dir, and its directories as verified descriptors.
+
+A ``Layout`` is shared by every store of one data dir in a process (``Layout.of``). It
+holds a descriptor of the data dir and, opened on first use and kept, one of each
+directory below it (``runs``, ``runs/<a>``, ``index``), each opened with ``O_NOFOLLOW``
+from its parent's descriptor: a symlink where a directory belongs is refused, and every
+file operation goes through these descriptors (``dir_fd=``), so none can be redirected
+outside the data dir, not even by a directory swapped for a link mid-operation. The kept
+descriptors also make directory fsyncs cheap.
+
+Directories are created only by writes (``create=True``), 0700, each ``mkdir`` made
+durable by an fsync of its parent: a query never creates anything.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import threading
+import weakref
+from typing import Any, Dict, Optional
 
-from .atomic import ensure_private_dir
+from .atomic import ensure_private_dir, make_private_dir_at, open_dir
+from .oserrors import mapped
+
 
 class Layout:
-    """Paths under the data dir, and lazy creation of its (private) directories."""
+    """Paths and directory descriptors of one data dir (see the module docstring)."""
 
-    def __init__(self, data_dir: Any, fsync: bool) -> None:
-        self.fsync = fsync
-        ensure_private_dir(os.path.abspath(os.fspath(data_dir)), fsync=fsync)
-        # The real path: lock files are registered per process by path (see locks.py), so
-        # two spellings of one data dir must not make two registrations of one lock.
-        self.root = os.path.realpath(os.fspath(data_dir))
-        self.runs = os.path.join(self.root, "runs")
-        self.locks = os.path.join(self.root, "locks")
-        self.index = os.path.join(self.root, "index")
-        for d in (self.runs, self.locks, self.index):
-            ensure_private_dir(d, fsync=fsync)
+    _shared: "weakref.WeakValueDictionary[str, Layout]" = weakref.WeakValueDictionary()
+    _shared_guard = threading.Lock()
+
+    @classmethod
+    def of(cls, data_dir: Any, *, create: bool = True) -> "Layout":
+        """The process's Layout of ``data_dir`` (created 0700 first if ``create``)."""
+        path = os.path.abspath(os.fspath(data_dir))
+        with mapped(path):
+            if create:
+                ensure_private_dir(path, fsync=True)
+            # The real path: lock files are registered per process by path (see locks.py),
+            # so two spellings of one data dir must not make two registrations of one lock.
+            root = os.path.realpath(path)
+            with cls._shared_guard:
+                layout = cls._shared.get(root)
+                if layout is None or layout.closed:
+                    layout = cls(root)
+                    cls._shared[root] = layout
+        return layout
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.runs = os.path.join(root, "runs")
+        self.index = os.path.join(root, "index")
         self.index_db = os.path.join(self.index, "index.sqlite3")
         self.rebuild_lock = os.path.join(self.index, "rebuild.lock")
+        self._mutex = threading.Lock()
+        with mapped(root):
+            # The data dir itself may be a symlink (the user's choice of where data
+            # lives); what is inside it may not.
+            self.root_fd = open_dir(root)
+        self._fds: Dict[str, int] = {}
+        self.closed = False
+        self.read_only = False  # this process may read here but not write (see version.py)
+        self.version = 0  # set by version.open_version
+        self._finalizer = weakref.finalize(self, _close_fds, self.root_fd, self._fds)
+
+    def close(self) -> None:
+        self.closed = True
+        self._finalizer()
+
+    # ------------------------------------------------------------------ paths
 
     def run_path(self, run_id: str) -> str:
         return os.path.join(self.runs, run_id[0], run_id + ".json")
@@ -30,10 +75,64 @@ class Layout:
     def ledger_path(self, run_id: str) -> str:
         return os.path.join(self.runs, run_id[0], run_id + ".jsonl")
 
-    def lock_path(self, run_id: str) -> str:
-        return os.path.join(self.locks, run_id[0], run_id + ".lock")
+    @staticmethod
+    def shard_of(run_id: str) -> str:
+        return "runs/" + run_id[0]
 
-    def ensure_shard(self, base: str, run_id: str) -> None:
-        # A lock file need not survive a crash, so its directory needs no fsync.
-        ensure_private_dir(os.path.join(base, run_id[0]), fsync=self.fsync and base != self.locks)
+    # ------------------------------------------------------------------ directories
 
+    def dir_fd(self, rel: str, *, create: bool) -> Optional[int]:
+        """The descriptor of ``rel`` ("runs", "runs/a", "index"); None if it does not
+        exist and ``create`` is false. Creating makes each new ``mkdir`` durable."""
+        fd = self._fds.get(rel)
+        if fd is not None:
+            return fd
+        with self._mutex, mapped(os.path.join(self.root, rel)):
+            fd = self._fds.get(rel)
+            if fd is not None:
+                return fd
+            parent = self.root_fd
+            parts = rel.split("/")
+            for i, part in enumerate(parts):
+                sub = "/".join(parts[:i + 1])
+                fd = self._fds.get(sub)
+                if fd is None:
+                    try:
+                        fd = open_dir(part, dir_fd=parent)
+                    except FileNotFoundError:
+                        if not create:
+                            return None
+                        make_private_dir_at(parent, part, fsync=True)
+                        fd = open_dir(part, dir_fd=parent)
+                    self._fds[sub] = fd
+                parent = fd
+            return fd
+
+    def shard_fd(self, run_id: str, *, create: bool) -> Optional[int]:
+        return self.dir_fd(self.shard_of(run_id), create=create)
+
+    def forget_if_gone(self, rel: str) -> bool:
+        """Drop a kept descriptor whose directory was removed (a file created in it fails
+        with ENOENT); True if it was, so the caller retries through a fresh one."""
+        fd = self._fds.get(rel)
+        if fd is None:
+            return False
+        if os.fstat(fd).st_nlink > 0:
+            return False
+        with self._mutex:
+            for key in [k for k in self._fds if k == rel or k.startswith(rel + "/")]:
+                os.close(self._fds.pop(key))
+        return True
+
+
+def _close_fds(root_fd: int, fds: Dict[str, int]) -> None:
+    for fd in fds.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()
+    try:
+        os.close(root_fd)
+    except OSError:
+        pass

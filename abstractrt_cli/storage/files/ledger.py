@@ -23,9 +23,24 @@ from typing import Any, Dict, List, Optional, Tuple
 from ...core.models import StepRecord
 from ...errors import CorruptLedgerError
 from ..chain import chain_record
-from .atomic import FILE_MODE, data_sync, fsync_dir, read_file, write_all
+from . import locks
+from .atomic import (
+    FILE_MODE,
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    data_sync,
+    fsync_dir,
+    lstat_at,
+    read_file,
+    refuse_symlink,
+    write_all,
+)
 from .ids import validate_run_id
 from .layout import Layout
+from .oserrors import mapped
+from .version import open_version
+
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | O_NOFOLLOW | O_CLOEXEC
 
 _TAILS_MAX = 1024
 _TAIL_LINES = 16
@@ -51,8 +66,11 @@ class _Tail:
 class FileLedgerStore:
     """Hash-chained JSONL ledgers, one file per run (see the module docstring)."""
 
-    def __init__(self, data_dir: Any, *, fsync: bool = True) -> None:
-        self._layout = Layout(data_dir, fsync)
+    capabilities = frozenset({"fsync", "corruptible"})
+
+    def __init__(self, data_dir: Any, *, fsync: bool = True, create: bool = True) -> None:
+        self._layout = Layout.of(data_dir, create=create)
+        open_version(self._layout)
         self._fsync = fsync
         self._tails: Dict[str, _Tail] = {}
 
@@ -77,40 +95,42 @@ class FileLedgerStore:
     def append(self, record: StepRecord) -> Dict[str, Any]:
         """Chain and durably append a record; fills in its seq, prev_hash and record_hash.
 
-        Callers hold the run's lock (the runtime does), so one process appends at a time.
+        Callers hold the run's lock (the runtime does), so one process appends at a time;
+        the append goes through the lock's own descriptor of the file when there is one.
+        A write or sync that fails (disk full, ...) is cut off again: nothing half-written
+        stays behind.
         """
         rid = validate_run_id(record.run_id)
         path = self._layout.ledger_path(rid)
-        flags = os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-        created = False
-        try:
-            fd = os.open(path, flags)
-        except FileNotFoundError:
-            # No run file made it for us (a ledger used on its own): create it, and make
-            # its directory entry durable ourselves.
-            created = True
+        with mapped(path):
+            fd = locks.held_append_fd(path)
+            own = fd is None
+            if own:
+                fd = self._open_for_append(rid)
             try:
-                fd = os.open(path, flags | os.O_CREAT, FILE_MODE)
-            except FileNotFoundError:
-                self._layout.ensure_shard(self._layout.runs, rid)
-                fd = os.open(path, flags | os.O_CREAT, FILE_MODE)
-        try:
-            st = os.fstat(fd)
-            tail = self._tails.get(rid)
-            if tail is None or tail.ino != st.st_ino or tail.size != st.st_size:
-                tail = _scan_tail(fd, st.st_size, path, st.st_ino, since=None)
-            if tail.valid_end < st.st_size:
-                os.ftruncate(fd, tail.valid_end)  # drop a torn last line before appending
-            stored = chain_record(record.to_jsonable(), seq=tail.count, prev_hash=tail.head)
-            line = (json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
-                    + "\n").encode("utf-8")
-            write_all(fd, line)
-            if self._fsync:
-                data_sync(fd)
-                if created:
-                    fsync_dir(os.path.dirname(path))
-        finally:
-            os.close(fd)
+                st = os.fstat(fd)
+                tail = self._tails.get(rid)
+                if tail is None or tail.ino != st.st_ino or tail.size != st.st_size:
+                    tail = _scan_tail(fd, st.st_size, path, st.st_ino, since=None)
+                if tail.valid_end < st.st_size:
+                    os.ftruncate(fd, tail.valid_end)  # drop a torn last line before appending
+                stored = chain_record(record.to_jsonable(), seq=tail.count, prev_hash=tail.head)
+                line = (json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+                        + "\n").encode("utf-8")
+                try:
+                    write_all(fd, line)
+                    if self._fsync:
+                        data_sync(fd)
+                except BaseException:
+                    self._tails.pop(rid, None)
+                    try:
+                        os.ftruncate(fd, tail.valid_end)
+                    except OSError:
+                        pass  # the next append drops the torn line anyway
+                    raise
+            finally:
+                if own:
+                    os.close(fd)
         lines = tail.lines[-(_TAIL_LINES - 1):] + [(tail.count, line[:-1])]
         self._cache(rid, _Tail(st.st_ino, tail.valid_end + len(line), tail.valid_end + len(line),
                                tail.count + 1, stored["record_hash"], lines))
@@ -118,13 +138,36 @@ class FileLedgerStore:
             stored["seq"], stored["prev_hash"], stored["record_hash"])
         return stored
 
+    def _open_for_append(self, rid: str) -> int:
+        name = rid + ".jsonl"
+        for attempt in (1, 2):
+            shard = self._layout.shard_fd(rid, create=True)
+            assert shard is not None
+            try:
+                try:
+                    return os.open(name, _APPEND_FLAGS, dir_fd=shard)
+                except FileNotFoundError:
+                    pass
+                # No run file or lock made it for us (a ledger used on its own): create
+                # it, and make its directory entry durable ourselves.
+                fd = os.open(name, _APPEND_FLAGS | os.O_CREAT, FILE_MODE, dir_fd=shard)
+                if self._fsync:
+                    fsync_dir(shard)
+                return fd
+            except FileNotFoundError:
+                if attempt == 2 or not self._layout.forget_if_gone(Layout.shard_of(rid)):
+                    raise
+        raise AssertionError("unreachable")
+
     # ------------------------------------------------------------------ reads
 
     def list(self, run_id: str) -> List[Dict[str, Any]]:
         """Every record, oldest first (a torn last line is ignored)."""
         rid = validate_run_id(run_id)
         path = self._layout.ledger_path(rid)
-        got = read_file(path)
+        with mapped(path):
+            shard = self._layout.shard_fd(rid, create=False)
+            got = read_file(shard, rid + ".jsonl") if shard is not None else None
         if got is None:
             return []
         data, _ = got
@@ -145,20 +188,23 @@ class FileLedgerStore:
 
     def head(self, run_id: str) -> Tuple[int, Optional[str]]:
         """(record count, hash of the last record), from the cache or the file's tail."""
-        tail = self._fresh_tail(validate_run_id(run_id), since=None)
+        rid = validate_run_id(run_id)
+        with mapped(self._layout.ledger_path(rid)):
+            tail = self._fresh_tail(rid, since=None)
         return (tail.count, tail.head) if tail is not None else (0, None)
 
     def records_since(self, run_id: str, count: int) -> List[Dict[str, Any]]:
         """Records with ``seq >= count``, oldest first; reads only the file's tail."""
         rid = validate_run_id(run_id)
         count = max(int(count), 0)
-        tail = self._fresh_tail(rid, since=None)
-        if tail is None or count >= tail.count:
-            return []
-        if not tail.lines or tail.lines[0][0] > count:
-            tail = self._fresh_tail(rid, since=count, force=True)
-            if tail is None:
+        with mapped(self._layout.ledger_path(rid)):
+            tail = self._fresh_tail(rid, since=None)
+            if tail is None or count >= tail.count:
                 return []
+            if not tail.lines or tail.lines[0][0] > count:
+                tail = self._fresh_tail(rid, since=count, force=True)
+                if tail is None:
+                    return []
         out = [json.loads(raw) for seq, raw in tail.lines if seq >= count]
         del tail.lines[:-_TAIL_LINES]  # keep the cache small however far back we read
         return out
@@ -166,17 +212,22 @@ class FileLedgerStore:
     def _fresh_tail(self, rid: str, *, since: Optional[int],
                     force: bool = False) -> Optional[_Tail]:
         path = self._layout.ledger_path(rid)
+        name = rid + ".jsonl"
+        shard = self._layout.shard_fd(rid, create=False)
+        if shard is None:
+            self._tails.pop(rid, None)
+            return None
         tail = self._tails.get(rid)
         if tail is not None and not force:
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
+            st = lstat_at(shard, name)
+            if st is None:
                 self._tails.pop(rid, None)
                 return None
+            refuse_symlink(st)
             if st.st_ino == tail.ino and st.st_size == tail.size:
                 return tail
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(name, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC, dir_fd=shard)
         except FileNotFoundError:
             self._tails.pop(rid, None)
             return None

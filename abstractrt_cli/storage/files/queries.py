@@ -19,12 +19,13 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ...core.models import RunState, RunStatus
 from ...core.timeutil import parse_timestamp
-from ...errors import CorruptRunError, InvalidRunIdError
+from ...errors import CorruptRunError, InvalidRunIdError, StoreIOError, SymlinkRefusedError
 from .. import rules
 from ..base import OnCorrupt
 from .ids import ID_CHARS
 from .index import RunIndex
 from .keys import index_key
+from .oserrors import cannot_write
 
 PageOf = Callable[[Any, int], Callable[[RunIndex], List[Tuple[str, Any]]]]
 
@@ -205,7 +206,19 @@ class FileQueries:
     def _load_candidate(self, rid: str, on_corrupt: OnCorrupt, clean: bool,
                         repairs: List[str]) -> Optional[RunState]:
         try:
-            run = self.load(rid)
+            try:
+                run = self.load(rid)
+            except (SymlinkRefusedError, StoreIOError) as exc:
+                # One unreadable run file (a symlink, no permission) is that run's
+                # problem: reported like a corrupt one, it never hides the others.
+                path = self.path_of(rid)
+                why = ("it is a symbolic link: refused, never followed"
+                       if isinstance(exc, SymlinkRefusedError) else exc.message)
+                if why.startswith(path + ": "):
+                    why = why[len(path) + 2:]
+                bad = CorruptRunError(path, why)
+                bad.run_id = rid  # type: ignore[attr-defined]
+                raise bad from exc
         except CorruptRunError as exc:
             if clean:
                 # Its true fields are unknown now: every query must show it until fixed.
@@ -228,12 +241,17 @@ class FileQueries:
             try:
                 try:
                     run = self.load(rid)
-                except CorruptRunError:
+                except (CorruptRunError, SymlinkRefusedError, StoreIOError):
                     continue
-                if run is None:
-                    self._with_index(partial(RunIndex.delete, run_id=rid))
-                else:
-                    self._with_index(partial(RunIndex.put, run_id=rid, key=index_key(run),
-                                             dirty=False, durable=False))
+                try:
+                    if run is None:
+                        self._with_index(partial(RunIndex.delete, run_id=rid))
+                    else:
+                        self._with_index(partial(RunIndex.put, run_id=rid, key=index_key(run),
+                                                 dirty=False, durable=False))
+                except OSError as exc:
+                    if not cannot_write(exc):
+                        raise
+                    return  # the index is read-only to us: a writable query repairs it
             finally:
                 self._unlock_after_repair(rid)

@@ -15,11 +15,12 @@ import os
 import time
 from typing import Any, Callable, Dict, Iterator, List, Set, Tuple, TypeVar
 
-from ...errors import CorruptRunError, RunBusyError
+from ...errors import CorruptRunError, RunBusyError, StoreIOError, SymlinkRefusedError
 from . import locks
 from .ids import is_valid_run_id
 from .index import IndexCorruptError, IndexKey, RunIndex
 from .keys import index_key
+from .oserrors import mapped
 
 # How long a process waits for another one rebuilding the index.
 REBUILD_WAIT = 3600.0
@@ -28,8 +29,12 @@ T = TypeVar("T")
 
 
 class IndexUpkeep:
-    """The index-keeping half of ``FileRunStore`` (a mixin)."""
+    """The index-keeping half of ``FileRunStore`` (a mixin).
 
+    Where this process cannot write, an index that is missing, incomplete or corrupt is
+    built in memory instead (``RunIndex.switch_to_memory``), with no lock: nobody here
+    changes the run files, and the data dir is left exactly as it was.
+    """
 
     def _with_index(self, fn: Callable[[RunIndex], T]) -> T:
         """Run ``fn`` on a complete index: build it if missing, rebuild it if corrupt."""
@@ -39,13 +44,20 @@ class IndexUpkeep:
                 idx.connect()
                 if idx.generation != self._index_checked_gen:
                     if not idx.is_complete():
+                        if idx.read_only and not idx.in_memory:
+                            idx.switch_to_memory()
                         self._rebuild("missing")
                     self._index_checked_gen = idx.generation
                 return fn(idx)
-            except IndexCorruptError:
+            except IndexCorruptError as exc:
                 if attempt == 2:
-                    raise
-                self._rebuild("corrupt")
+                    raise StoreIOError(self._layout.index_db,
+                                       f"the index is unreadable even after a rebuild: {exc}",
+                                       code="index_corrupt") from exc
+                if idx.read_only:
+                    idx.switch_to_memory()
+                else:
+                    self._rebuild("corrupt")
         raise AssertionError("unreachable")
 
     def rebuild_index(self) -> Dict[str, Any]:
@@ -64,9 +76,14 @@ class IndexUpkeep:
         For missing/corrupt, another process may have rebuilt it while we waited for the
         lock: then there is nothing to do.
         """
-        with locks.held(self._layout.rebuild_lock, REBUILD_WAIT,
-                        lambda: RunBusyError("(index rebuild)")):
-            idx = self._index
+        idx = self._index
+        if idx.in_memory:
+            stats = self._rebuild_locked(idx)
+            self._index_checked_gen = idx.generation
+            return stats
+        with mapped(self._layout.rebuild_lock), locks.held(
+                self._layout.rebuild_lock, REBUILD_WAIT, lambda: RunBusyError("(index rebuild)"),
+                opener=self._open_rebuild_lock_for_held):
             try:
                 idx.connect()
                 if why == "corrupt" and not idx.integrity_ok():
@@ -84,15 +101,17 @@ class IndexUpkeep:
 
     def _discard_index(self) -> None:
         self._index.close()
-        base = self._layout.index_db
-        aside = f"{base}.corrupt-{int(time.time())}"
+        index_fd = self._layout.dir_fd("index", create=True)
+        base = os.path.basename(self._layout.index_db)
         try:
-            os.replace(base, aside)  # keep it for a post-mortem
+            # Kept for a post-mortem.
+            os.replace(base, f"{base}.corrupt-{int(time.time())}", src_dir_fd=index_fd,
+                       dst_dir_fd=index_fd)
         except FileNotFoundError:
             pass
         for suffix in ("-wal", "-shm", "-journal"):
             try:
-                os.unlink(base + suffix)
+                os.unlink(base + suffix, dir_fd=index_fd)
             except FileNotFoundError:
                 pass
 
@@ -106,11 +125,11 @@ class IndexUpkeep:
         seen: Set[str] = set()
         batch: List[Tuple[str, IndexKey, bool]] = []
         stats: Dict[str, Any] = {"runs": 0, "corrupt": 0, "removed": 0}
-        for rid, _path in self._iter_run_files():
+        for rid in self._iter_run_files():
             seen.add(rid)
             try:
                 run = self.load(rid)
-            except CorruptRunError:
+            except (CorruptRunError, SymlinkRefusedError, StoreIOError):
                 run = None
             if run is None:  # corrupt (or gone this instant): every query must check it
                 idx.mark_dirty(rid)
@@ -123,7 +142,7 @@ class IndexUpkeep:
                 batch.clear()
         if batch:
             idx.put_many(batch, durable=False)
-        gone = [rid for rid in existing - seen if not os.path.exists(self._layout.run_path(rid))]
+        gone = [rid for rid in existing - seen if not self._run_file_exists(rid)]
         idx.delete_many(gone)
         stats["removed"] = len(gone)
         idx.set_meta("schema", "1")
@@ -131,27 +150,34 @@ class IndexUpkeep:
         stats["seconds"] = round(time.perf_counter() - t0, 3)
         return stats
 
-    def _iter_run_files(self) -> Iterator[Tuple[str, str]]:
+    def _iter_run_files(self) -> Iterator[str]:
+        """The ids of every run file, shard by shard (symlinked shards are refused)."""
         now = time.time()
-        with os.scandir(self._layout.runs) as shards:
-            shard_dirs = sorted(e.path for e in shards if e.is_dir(follow_symlinks=False))
-        for shard in shard_dirs:
+        runs_fd = self._layout.dir_fd("runs", create=False)
+        if runs_fd is None:
+            return
+        with os.scandir(runs_fd) as shards:
+            names = sorted(e.name for e in shards if e.is_dir(follow_symlinks=False)
+                           and len(e.name) == 1)
+        for shard_name in names:
+            shard = self._layout.dir_fd("runs/" + shard_name, create=False)
+            if shard is None:
+                continue
             with os.scandir(shard) as it:
                 entries = list(it)
             for e in entries:
                 name = e.name
                 if name.startswith("."):
                     # A temp file left by a crash mid-write (an old one: never a live write).
-                    if name.endswith(".tmp"):
+                    if name.endswith(".tmp") and not self.read_only:
                         try:
-                            if now - e.stat().st_mtime > 3600:
-                                os.unlink(e.path)
+                            if now - e.stat(follow_symlinks=False).st_mtime > 3600:
+                                os.unlink(name, dir_fd=shard)
                         except OSError:
                             pass
                     continue
                 if not name.endswith(".json"):
                     continue
                 rid = name[:-5]
-                if is_valid_run_id(rid) and rid[0] == os.path.basename(shard):
-                    yield rid, e.path
-
+                if is_valid_run_id(rid) and rid[0] == shard_name:
+                    yield rid

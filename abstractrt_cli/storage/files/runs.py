@@ -17,43 +17,77 @@ its first index-changing save (running -> waiting, ...) finds it dirty already �
 under the run's lock, not assumed — and skips the durable first step (the argument:
 ``_write_indexed``). A run file that turns out corrupt gets a dirty row too, so every
 query reports it (``on_corrupt``) until fixed.
+
+Locks (format 2). A run is locked by ``flock`` on its ledger file, which exists anyway
+(the kernel's first act on a run is its ``start`` record): no lock file to create per
+run. Locking a run whose ledger does not exist yet creates the ledger (its directory
+entry made durable at once, so appends never need to); if it is still empty when the
+lock is released and no run was saved under it, it is removed again (under the lock:
+see ``locks.py``), so a refused command leaves nothing behind. The holder's descriptor is
+opened for appending, and the ledger store appends through it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import weakref
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
+from functools import partial
+from typing import Any, Dict, Iterator, Optional, Set, Tuple
 
 from ...core.models import RunState, RunStatus
-from ...errors import CorruptRunError, RunBusyError
+from ...errors import CorruptRunError, RunBusyError, StoreIOError
 from . import locks
-from .atomic import FILE_MODE, FileIdent, atomic_write, ident_of, read_file
+from .atomic import (
+    FILE_MODE,
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    FileIdent,
+    atomic_write,
+    fsync_dir,
+    ident_of,
+    lstat_at,
+    read_file,
+    refuse_symlink,
+)
 from .ids import validate_run_id
 from .index import IndexCorruptError, IndexKey, RunIndex
 from .jsonfmt import dumps_readable
 from .keys import index_key
 from .layout import Layout
+from .oserrors import cannot_write, mapped
 from .queries import FileQueries
 from .rebuild import IndexUpkeep
+from .version import FORMAT_VERSION, open_version
 
 # How long ``save`` waits for a run's lock when its caller does not hold it (the runtime
 # always does, except for a brand-new run nobody else can know of yet).
 SAVE_LOCK_TIMEOUT = 30.0
 _KNOWN_MAX = 8192
 
-class FileRunStore(FileQueries, IndexUpkeep):
-    """Runs as JSON files, with per-run locks and an index for queries (module docstring)."""
+_LEDGER_FLAGS = os.O_RDWR | os.O_APPEND | O_NOFOLLOW | O_CLOEXEC
 
-    def __init__(self, data_dir: Any, *, fsync: bool = True) -> None:
-        self._layout = Layout(data_dir, fsync)
+
+class FileRunStore(FileQueries, IndexUpkeep):
+    """Runs as JSON files, with per-run locks and an index for queries (module docstring).
+
+    ``create=False``: the data dir must exist already (it is never created).
+    """
+
+    capabilities = frozenset({"reindex", "fsync", "corruptible", "info"})
+
+    def __init__(self, data_dir: Any, *, fsync: bool = True, create: bool = True) -> None:
+        self._layout = Layout.of(data_dir, create=create)
+        open_version(self._layout)
         self._fsync = fsync
-        self._index = RunIndex(self._layout.index_db, fsync=fsync)
+        self._index = RunIndex(self._layout.index_db, fsync=fsync,
+                               dir_ready=self._index_dir_ready)
         self._index_checked_gen = -1
         # Held shared by index-changing saves, exclusively by a rebuild (locks.SharedFlock).
-        self._writers = locks.SharedFlock(self._layout.rebuild_lock)
+        self._writers = locks.SharedFlock(self._layout.rebuild_lock,
+                                          opener=self._open_rebuild_lock)
         # run_id -> (indexed fields, identity of the run file that has them)
         self._known: Dict[str, Tuple[IndexKey, FileIdent]] = {}
         # Runs this store created whose row it left dirty (see ``_write_indexed``).
@@ -64,9 +98,16 @@ class FileRunStore(FileQueries, IndexUpkeep):
     def data_dir(self) -> str:
         return self._layout.root
 
+    @property
+    def read_only(self) -> bool:
+        """This process can read this data dir but not write it (queries still work)."""
+        return self._layout.read_only or self._index.read_only
+
     def path_of(self, run_id: str) -> str:
         """The file a run lives in."""
         return self._layout.run_path(validate_run_id(run_id))
+
+    validate_run_id = staticmethod(validate_run_id)
 
     def close(self) -> None:
         """Close the index connection and lock file (reopened on next use)."""
@@ -78,36 +119,55 @@ class FileRunStore(FileQueries, IndexUpkeep):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def info(self) -> Dict[str, Any]:
+        """Format version and runs by status (from the index; unindexed rows re-checked)."""
+        counts, _dirty = self._with_index(RunIndex.counts_by_status)
+        counts = dict(counts)
+        for rid in self._with_index(RunIndex.dirty_ids):
+            try:
+                run = self.load(rid)
+            except CorruptRunError:
+                counts["corrupt"] = counts.get("corrupt", 0) + 1
+                continue
+            if run is not None:
+                counts[run.status.value] = counts.get(run.status.value, 0) + 1
+        return {"format": self._layout.version, "format_known": FORMAT_VERSION,
+                "data_dir": self._layout.root, "read_only": self.read_only,
+                "index": "memory" if self._index.in_memory else self._layout.index_db,
+                "runs": {k: counts[k] for k in sorted(counts)},
+                "total": sum(counts.values())}
+
     # ------------------------------------------------------------------ save / load
 
     def save(self, run: RunState) -> None:
         """Atomically replace the run's file; update the index only if its fields changed."""
         rid = validate_run_id(run.run_id)
-        path = self._layout.run_path(rid)
         data = dumps_readable(run.to_jsonable()).encode("utf-8")
         key = index_key(run)
-        known = self._known.get(rid)
-        if known is not None and known[0] == key:
-            try:
-                same = ident_of(os.stat(path)) == known[1]
-            except FileNotFoundError:
-                same = False
-            if same:  # the hot path: nothing indexed changed, nobody replaced the file
-                self._remember(rid, key, self._write(path, rid, data))
+        with mapped(self._layout.run_path(rid)):
+            shard = self._shard(rid, create=True)
+            name = rid + ".json"
+            st = lstat_at(shard, name)
+            refuse_symlink(st)
+            known = self._known.get(rid)
+            if known is not None and known[0] == key and st is not None \
+                    and ident_of(st) == known[1]:
+                # The hot path: nothing indexed changed, nobody replaced the file.
+                self._remember(rid, key, self._write(rid, data))
                 return
-        self._save_indexed(rid, path, data, key, known is not None)
+            self._save_indexed(rid, shard, name, data, key, known is not None)
 
-    def _save_indexed(self, rid: str, path: str, data: bytes, key: IndexKey, known: bool) -> None:
-        lp = self._layout.lock_path(rid)
-        mine = locks.held_by_current_thread(lp)
-        if not mine and not locks.try_acquire(lp, SAVE_LOCK_TIMEOUT, prepare=self._lock_dir(rid)):
+    def _save_indexed(self, rid: str, shard: int, name: str, data: bytes, key: IndexKey,
+                      known: bool) -> None:
+        mine = locks.held_by_current_thread(self._layout.ledger_path(rid))
+        if not mine and not self._acquire(rid, SAVE_LOCK_TIMEOUT, create=True):
             raise RunBusyError(rid)
         try:
             for attempt in (1, 2):
                 self._with_index(_ready)  # (re)build it now: never while holding `writers`
                 try:
                     with self._writers.shared():
-                        self._write_indexed(rid, path, data, key, known)
+                        self._write_indexed(rid, shard, name, data, key, known)
                     return
                 except IndexCorruptError:
                     if attempt == 2:
@@ -115,9 +175,9 @@ class FileRunStore(FileQueries, IndexUpkeep):
                     self._rebuild("corrupt")
         finally:
             if not mine:
-                locks.release(lp)
+                self._release(rid)
 
-    def _write_indexed(self, rid: str, path: str, data: bytes, key: IndexKey,
+    def _write_indexed(self, rid: str, shard: int, name: str, data: bytes, key: IndexKey,
                        known: bool) -> None:
         """Row first (dirty), then the file, then clean the row — or, if the row is dirty
         already, just the file and then the clean row.
@@ -134,7 +194,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
         dirty row, merely re-checked).
         """
         idx = self._index
-        if not os.path.exists(path):
+        if lstat_at(shard, name) is None:
             # A new run needs no dirty phase: until its file exists no query can miss it
             # (a crash before then leaves a row without a file, which queries delete).
             # A new *running* run (``Runtime.start``) is about to change its indexed
@@ -145,8 +205,9 @@ class FileRunStore(FileQueries, IndexUpkeep):
             # new runs (imports, tests) go in clean: queries must not re-read them all.
             born_dirty = key.status == RunStatus.RUNNING.value
             idx.put(rid, key, dirty=born_dirty, durable=True)
-            self._create_ledger_file(rid)
-            self._remember(rid, key, self._write(path, rid, data))
+            # A ledger our lock created for this run stays: it is the run's now.
+            locks.keep_file(self._layout.ledger_path(rid))
+            self._remember(rid, key, self._write(rid, data))
             if born_dirty:
                 self._hint_dirty(rid)
             return
@@ -157,14 +218,14 @@ class FileRunStore(FileQueries, IndexUpkeep):
             row = idx.get(rid)
             self._born_dirty.discard(rid)
             if row == (key, False):
-                self._remember(rid, key, self._write(path, rid, data))
+                self._remember(rid, key, self._write(rid, data))
                 return
         if row is not None and row[1]:
-            self._remember(rid, key, self._write(path, rid, data))
+            self._remember(rid, key, self._write(rid, data))
             idx.put(rid, key, dirty=False, durable=False)
             return
         idx.put(rid, key, dirty=True, durable=True)
-        self._remember(rid, key, self._write(path, rid, data))
+        self._remember(rid, key, self._write(rid, data))
         idx.clear_dirty(rid, key)
 
     def _hint_dirty(self, rid: str) -> None:
@@ -172,23 +233,21 @@ class FileRunStore(FileQueries, IndexUpkeep):
             self._born_dirty.clear()  # only a hint: without it the save takes the long form
         self._born_dirty.add(rid)
 
-    def _create_ledger_file(self, rid: str) -> None:
-        """An empty ledger beside a new run file: the run's directory fsync covers both."""
-        lpath = self._layout.ledger_path(rid)
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(lpath, flags, FILE_MODE)
-        except FileNotFoundError:
-            self._layout.ensure_shard(self._layout.runs, rid)
-            fd = os.open(lpath, flags, FILE_MODE)
-        os.close(fd)
+    def _shard(self, rid: str, *, create: bool) -> Optional[int]:
+        return self._layout.shard_fd(rid, create=create)
 
-    def _write(self, path: str, rid: str, data: bytes) -> FileIdent:
-        try:
-            return atomic_write(path, data, fsync=self._fsync)
-        except FileNotFoundError:
-            self._layout.ensure_shard(self._layout.runs, rid)
-            return atomic_write(path, data, fsync=self._fsync)
+    def _write(self, rid: str, data: bytes) -> FileIdent:
+        name = rid + ".json"
+        for attempt in (1, 2):
+            shard = self._shard(rid, create=True)
+            assert shard is not None
+            try:
+                return atomic_write(shard, name, data, fsync=self._fsync)
+            except FileNotFoundError:
+                # Its directory was removed under us (the descriptor is of a dead one).
+                if attempt == 2 or not self._layout.forget_if_gone(Layout.shard_of(rid)):
+                    raise
+        raise AssertionError("unreachable")
 
     def _remember(self, rid: str, key: IndexKey, ident: FileIdent) -> None:
         if len(self._known) >= _KNOWN_MAX:
@@ -199,47 +258,129 @@ class FileRunStore(FileQueries, IndexUpkeep):
         """The run, or None if there is no such run; CorruptRunError if unreadable."""
         rid = validate_run_id(run_id)
         path = self._layout.run_path(rid)
-        got = read_file(path)
-        if got is None:
-            return None
-        data, ident = got
-        run = parse_run(path, data)
-        if run.run_id != rid:
-            raise CorruptRunError(path, f"it holds run {run.run_id!r}, not {rid!r}")
+        try:
+            with mapped(path):
+                shard = self._shard(rid, create=False)
+                if shard is None:
+                    return None
+                try:
+                    got = read_file(shard, rid + ".json")
+                except IsADirectoryError:
+                    raise CorruptRunError(path, "it is a directory, not a run file") from None
+                if got is None:
+                    return None
+                data, ident = got
+                run = parse_run(path, data)
+                if run.run_id != rid:
+                    raise CorruptRunError(path, f"it holds run {run.run_id!r}, not {rid!r}")
+        except CorruptRunError as exc:
+            # The run it is about, for callers that report it (errors.py has no field yet).
+            exc.run_id = rid  # type: ignore[attr-defined]
+            raise
         self._remember(rid, index_key(run), ident)
         return run
 
-    # ------------------------------------------------------------------ locks
+    def _run_file_exists(self, rid: str) -> bool:
+        shard = self._shard(rid, create=False)
+        return shard is not None and lstat_at(shard, rid + ".json") is not None
 
-    def _lock_dir(self, rid: str) -> Callable[[], None]:
-        return lambda: self._layout.ensure_shard(self._layout.locks, rid)
+    # ------------------------------------------------------------------ locks
 
     @contextmanager
     def lock(self, run_id: str, *, timeout: float) -> Iterator[None]:
         """Hold the run exclusively (between processes and threads); ``timeout=0`` tries once."""
         rid = validate_run_id(run_id)
-        with locks.held(self._layout.lock_path(rid), timeout, lambda: RunBusyError(rid),
-                        prepare=self._lock_dir(rid)):
+        if not self._acquire(rid, timeout, create=True):
+            raise RunBusyError(rid)
+        try:
             yield
+        finally:
+            self._release(rid)
+
+    def _acquire(self, rid: str, timeout: float, *, create: bool) -> bool:
+        key = self._layout.ledger_path(rid)
+        with mapped(key):
+            return locks.try_acquire(key, timeout, opener=partial(self._open_ledger, rid, create),
+                                     verify=partial(self._still_named, rid))
+
+    def _release(self, rid: str) -> None:
+        key = self._layout.ledger_path(rid)
+        with mapped(key):
+            locks.release(key, before_unlock=partial(self._drop_if_unused, rid))
+
+    def _open_ledger(self, rid: str, create: bool) -> Tuple[int, bool]:
+        """The run's ledger opened for appending (and locking); True if we created it."""
+        name = rid + ".jsonl"
+        for attempt in (1, 2):
+            shard = self._shard(rid, create=create)
+            if shard is None:
+                raise FileNotFoundError(errno.ENOENT, "no such ledger",
+                                        self._layout.ledger_path(rid))
+            try:
+                try:
+                    return os.open(name, _LEDGER_FLAGS, dir_fd=shard), False
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                try:
+                    fd = os.open(name, _LEDGER_FLAGS | os.O_CREAT | os.O_EXCL, FILE_MODE,
+                                 dir_fd=shard)
+                except FileExistsError:
+                    return os.open(name, _LEDGER_FLAGS, dir_fd=shard), False
+                if self._fsync:
+                    fsync_dir(shard)  # its entry is durable before anything is appended
+                return fd, True
+            except FileNotFoundError:
+                if attempt == 2 or not self._layout.forget_if_gone(Layout.shard_of(rid)):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _still_named(self, rid: str, fd: int) -> bool:
+        """After the flock: is ``fd`` still the run's ledger (not one unlinked meanwhile)?"""
+        shard = self._shard(rid, create=False)
+        st = lstat_at(shard, rid + ".jsonl") if shard is not None else None
+        mine = os.fstat(fd)
+        return st is not None and (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
+
+    def _drop_if_unused(self, rid: str, fd: int, created: bool) -> None:
+        """A ledger the lock created and nothing used: remove it (we still hold it)."""
+        if not created or os.fstat(fd).st_size != 0 or not self._still_named(rid, fd):
+            return
+        shard = self._shard(rid, create=False)
+        if shard is not None:
+            os.unlink(rid + ".jsonl", dir_fd=shard)
 
     def _try_lock_for_repair(self, rid: str) -> bool:
-        lp = self._layout.lock_path(rid)
-        if locks.held_in_process(lp):
+        if self.read_only or locks.held_in_process(self._layout.ledger_path(rid)):
             return False
-        return locks.try_acquire(lp, 0, prepare=self._lock_dir(rid))
+        try:
+            return self._acquire(rid, 0, create=False)
+        except (OSError, StoreIOError):
+            return False  # no ledger (nothing to lock without creating one), or no access
 
     def _unlock_after_repair(self, rid: str) -> None:
-        locks.release(self._layout.lock_path(rid))
+        self._release(rid)
 
     def _mark_dirty(self, rid: str) -> None:
-        self._with_index(lambda idx: idx.mark_dirty(rid))
+        try:
+            self._with_index(lambda idx: idx.mark_dirty(rid))
+        except OSError as exc:
+            if not cannot_write(exc):
+                raise  # (else) read-only here: the next writable query marks it
 
-    def _run_file_exists(self, rid: str) -> bool:
-        return os.path.exists(self._layout.run_path(rid))
+    # ------------------------------------------------------------------ index files
 
-    # ------------------------------------------------------------------ queries
+    def _index_dir_ready(self, create: bool) -> bool:
+        return self._layout.dir_fd("index", create=create and not self._layout.read_only) \
+            is not None
 
-    validate_run_id = staticmethod(validate_run_id)
+    def _open_rebuild_lock(self) -> int:
+        index_fd = self._layout.dir_fd("index", create=True)
+        return os.open("rebuild.lock", os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                       FILE_MODE, dir_fd=index_fd)
+
+    def _open_rebuild_lock_for_held(self) -> Tuple[int, bool]:
+        return self._open_rebuild_lock(), False
 
 
 def _ready(idx: RunIndex) -> None:
