@@ -308,6 +308,35 @@ class StoreIOError(AbstractRTError, OSError):
             self.code = code
 
 
+class RunNotFailedError(AbstractRTError):
+    code = "run_not_failed"
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"run {run_id} has not failed (status: {status}): only a failed run "
+                         "can be retried")
+        self.run_id = run_id
+        self.status = status
+
+
+class UnknownNodeError(AbstractRTError, KeyError):
+    code = "node_not_found"
+
+    def __init__(self, workflow_id: str, node_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} has no node {node_id!r}")
+        self.workflow_id = workflow_id
+        self.node_id = node_id
+
+
+class LedgerSeqError(AbstractRTError):
+    code = "seq_not_found"
+
+    def __init__(self, run_id: str, seq: int, count: int, *, why: Optional[str] = None) -> None:
+        super().__init__(f"run {run_id}: " + (why or f"no ledger record {seq} (it has "
+                                                     f"{count}: 0-{max(count - 1, 0)})"))
+        self.run_id = run_id
+        self.seq = seq
+
+
 class StoreCapabilityError(AbstractRTError):
     """The store in use cannot do what was asked (it says so instead of doing nothing)."""
 

@@ -35,6 +35,13 @@ def _canonical(data: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
+def json_copy(value: Any) -> Any:
+    """A deep copy through JSON (what a store would give back)."""
+    import json
+
+    return json.loads(json.dumps(value))
+
+
 def state_digest(run: RunState) -> str:
     """The digest of the state a checkpoint holds. Raises TypeError/ValueError if the
     state is not JSON (a ``datetime`` in vars, NaN...): such a state cannot be saved."""

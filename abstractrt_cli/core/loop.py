@@ -133,6 +133,8 @@ class RunOp:
         self.transitions: List[Tuple[str, RunState]] = []
         self._last_saved = _transition_key(run)
         self.effects_since_save = 0
+        # Rebuilding a past state (``Runtime.state_at``): replay only, never write.
+        self.rebuilding = False
         self._commit = getattr(rt.run_store, "commit", None)
         self._buffer: List[StepRecord] = []  # for stores that commit records with the run
         self.checkpoint_every = 1 if self._commit else max(1, rt.config.effects_per_checkpoint)
@@ -175,6 +177,9 @@ class RunOp:
             self.save()
 
     def _write(self, rec: StepRecord) -> None:
+        if self.rebuilding:
+            raise LedgerMismatchError(self.run.run_id, "its history does not replay to the "
+                                      f"record asked for (the workflow's code changed at {rec.node_id!r}?)")
         if self._commit is not None:
             from ..storage.chain import chain_record
 
@@ -206,8 +211,8 @@ class RunOp:
         operation) takes it anyway: what is left then is history the code no longer
         reaches."""
         run = self.run
-        if not force and self.replay.peek() is not None:
-            self.dirty = True
+        if self.rebuilding or (not force and self.replay.peek() is not None):
+            self.dirty = not self.rebuilding
             return
         digest = digest or self._digest()
         if digest != self.head_digest:
@@ -358,6 +363,11 @@ class RunOp:
             elif kind == "cancel" and not run.status.is_terminal:
                 self.replay.take()
                 self._set_cancelled(result.get("reason"))
+            elif kind == "retry" and run.status == RunStatus.FAILED:
+                self.replay.take()
+                self.apply_retry(result.get("from_node"), bool(result.get("new_visit")))
+            elif kind == "fork":
+                self.replay.take()  # a fork's first record: its state is the checkpoint's
             elif kind == "limits":
                 self.replay.take()
                 limits = run.vars.setdefault("_limits", {})
@@ -387,6 +397,20 @@ class RunOp:
             run.waiting = None
             self.dirty = True
             return
+
+    def apply_retry(self, from_node: Optional[str], new_visit: bool) -> None:
+        run = self.run
+        run.status = RunStatus.RUNNING
+        run.error = None
+        run.error_info = None
+        run.waiting = None
+        run.pending_retry = None
+        run.tool_progress = None
+        if from_node:
+            run.current_node = from_node
+        if new_visit:
+            run.effect_seq += 1  # a new visit: its effects get new idempotency keys
+        self.dirty = True
 
     def _set_cancelled(self, reason: Optional[str]) -> None:
         run = self.run
@@ -513,7 +537,19 @@ class RunOp:
             run = self.run
             if run.status != RunStatus.RUNNING:
                 return run
+            if self.rebuilding:
+                nxt = self.replay.peek()
+                if nxt is not None and nxt.get("kind") == "fail":
+                    # History says the run failed here: take it as recorded (the code
+                    # may have been fixed since, which is why it was retried).
+                    self.replay.take()
+                    run.status, run.error, run.waiting = RunStatus.FAILED, nxt.get("error"), None
+                    return run
             if self._guard():
+                nxt = self.replay.peek()
+                if nxt is not None and nxt.get("kind") == "resume":
+                    self.roll_forward()  # the person answered before a crash: go on
+                    continue
                 return self.run
             steps += 1
             node_id = run.current_node
@@ -561,7 +597,7 @@ class RunOp:
                 if nxt is not None and nxt.get("kind") == "resume":
                     self.roll_forward()  # answered already, before a crash: go on
                     continue
-                if self.replay.peek() is None and self.deliver_kept_event():
+                if self.replay.peek() is None and not self.rebuilding and self.deliver_kept_event():
                     continue
                 return run
             if not plan.next_node:
@@ -590,8 +626,11 @@ class RunOp:
             since=self.rt._now_iso(),
         )
         self.dirty = True
-        self.append(kind=RecordKind.GUARD, status=StepStatus.WAITING,
-                    result={"limit": limit, "used": used, "max": maximum}, checkpoint=True)
+        if self.replay.take_kind(RecordKind.GUARD.value) is None:
+            self.append(kind=RecordKind.GUARD, status=StepStatus.WAITING,
+                        result={"limit": limit, "used": used, "max": maximum}, checkpoint=True)
+        else:
+            self.save()
         return True
 
     # ------------------------------------------------------------------ effects
@@ -611,8 +650,13 @@ class RunOp:
         if reused is not None:
             self._apply_outcome(plan, reused, recorded=prior[-1])
             return reused
-        outcome = self._attempts(wf, plan, key, policy, prior)
-        return outcome
+        if self.rebuilding:
+            # Never run an effect to rebuild a past state: its recorded failure, or stop.
+            if prior and prior[-1].get("error"):
+                return EffectOutcome.failed(prior[-1]["error"], retryable=False)
+            raise LedgerMismatchError(self.run.run_id, "its history does not replay: node "
+                                      f"{plan.node_id!r} asks for an effect the ledger does not hold")
+        return self._attempts(wf, plan, key, policy, prior)
 
     @staticmethod
     def _reuse_outcome(prior: List[Dict[str, Any]]) -> Optional[EffectOutcome]:

@@ -76,6 +76,8 @@ class RecordKind(str, Enum):
     LIMITS = "limits"
     START = "start"  # the run was created: by whom, from which workflow, with which vars
     GUARD = "guard"  # a limit was reached: the run waits for a person to continue or stop
+    RETRY = "retry"  # a failed run was put back to running (``abstractrt retry``)
+    FORK = "fork"  # the first record of a run forked from another run's history
     CHECKPOINT = "checkpoint"  # carries the digest of a state no other record leads to
 
 

@@ -69,6 +69,9 @@ class Replay:
             self._used[i] = True
         return [self.records[i] for i in idx]
 
+    def consumed(self) -> int:
+        return sum(self._used)
+
     def has_effects(self) -> bool:
         return any(self._by_key.values())
 

@@ -22,8 +22,11 @@ from ..errors import (
     PayloadError,
     PromptMovedOnError,
     RunBusyError,
+    LedgerSeqError,
+    RunNotFailedError,
     RunNotWaitingError,
     StoreCapabilityError,
+    UnknownNodeError,
     UnknownRunError,
     UnknownWorkflowError,
     WaitKeyMismatchError,
@@ -32,6 +35,7 @@ from .answers import normalise_payload
 from .waits import check_actor, validate_payload
 from .config import RuntimeConfig
 from .effects import BUILTIN_EFFECTS
+from .integrity import json_copy
 from .limits import check_limits, check_updates, limit_status, reached_limit
 from .loop import RunOp, open_op, set_nested
 from .models import (
@@ -210,7 +214,8 @@ class Runtime:
         op = RunOp(self, run, _EMPTY_REPLAY(), (0, None), None)
         op.transitions = []
         op.append(kind=RecordKind.START, status=StepStatus.STARTED, actor_id=actor_id,
-                  result={"workflow_id": run.workflow_id, "vars": run_vars,
+                  result={"workflow_id": run.workflow_id, "entry_node": run.current_node,
+                          "vars": run_vars,
                           "workflow_fingerprint": run.workflow_fingerprint,
                           "workflow_source": run.workflow_source,
                           "parent_run_id": parent_run_id},
@@ -368,6 +373,106 @@ class Runtime:
             except RunBusyError:
                 report.busy.append(before.run_id)
         return report
+
+    def retry(self, run_id: str, *, from_node: Optional[str] = None,
+              actor_id: Optional[str] = None, max_steps: int = 100) -> RunState:
+        """Put a failed run back to running at its failed node (or enter ``from_node`` as a
+        new visit) and tick it. Effects recorded before the failure are not run again;
+        only a run that failed can be retried (RunNotFailedError, nothing changed)."""
+        with self._locked(run_id) as op:
+            wf = self._workflow_for(op.run, None)
+            op.roll_forward_ends()
+            run = op.run
+            if run.status != RunStatus.FAILED:
+                raise _after_finish(op, RunNotFailedError(run.run_id, run.status.value))
+            if from_node is not None and from_node not in (wf.nodes if isinstance(wf.nodes, dict) else {}):
+                raise _after_finish(op, UnknownNodeError(wf.workflow_id, from_node))
+            was = {"error": run.error, "node": run.current_node}
+            op.apply_retry(from_node, from_node is not None)
+            op.append(kind=RecordKind.RETRY, status=StepStatus.RESUMED, actor_id=actor_id,
+                      result={"from_node": run.current_node, "new_visit": from_node is not None,
+                              "was": was}, durable=False)
+            op.run_loop(wf, max_steps)
+        run = op.run
+        self._propagate_to_parents(run, max_steps)
+        return run
+
+    def state_at(self, run_id: str, seq: int) -> RunState:
+        """The run's state right after its ledger record ``seq``, rebuilt by replaying its
+        history from the ``start`` record through the workflow's code (recorded effects
+        are reused, never run). Needs the run's workflow and a ledger that starts with a
+        ``start`` record (runs made by this version of abstractrt)."""
+        source = self.get_state(run_id)
+        records = self._ledger.list(run_id)
+        if not 0 <= seq < len(records):
+            raise LedgerSeqError(run_id, seq, len(records))
+        first = records[0]
+        if first.get("kind") not in ("start", "fork"):
+            raise LedgerSeqError(run_id, seq, len(records),
+                                 why="its ledger does not start with a start record (an older run)")
+        wf = self._workflow_for(source, None)
+        if first.get("kind") == "fork":
+            base = RunState.from_dict((first.get("result") or {}).get("state") or {})
+        else:
+            started = first.get("result") or {}
+            base = RunState.new(workflow_id=source.workflow_id,
+                                entry_node=started.get("entry_node") or wf.entry_node,
+                                vars=json_copy(started.get("vars") or {}),
+                                actor_id=source.actor_id, session_id=source.session_id,
+                                parent_run_id=source.parent_run_id, run_id=run_id)
+            base.created_at = source.created_at
+        base.workflow_source, base.workflow_fingerprint = source.workflow_source, source.workflow_fingerprint
+        op = RunOp(self, base, Replay(records[1:seq + 1]), (seq + 1, records[seq].get("record_hash")),
+                   records[seq].get("state_digest"))
+        op.rebuilding = True
+        while op.replay.peek() is not None:
+            done = op.replay.consumed()
+            op.roll_forward()
+            if op.run.status == RunStatus.RUNNING and op.replay.peek() is not None:
+                op.run_loop(wf, 0)
+            if op.replay.consumed() == done:
+                raise LedgerSeqError(run_id, seq, len(records),
+                                     why=f"its history does not replay to record {seq} (at "
+                                         f"record {records[done + 1].get('seq', done + 1)}, "
+                                         f"kind {records[done + 1].get('kind')!r}: the workflow's "
+                                         "code changed?)")
+        return op.run
+
+    def fork(self, run_id: str, *, at_seq: Optional[int] = None,
+             state: Optional[RunState] = None, snapshot: Optional[str] = None,
+             source_seq: Optional[int] = None, actor_id: Optional[str] = None) -> RunState:
+        """A new run whose state is ``run_id``'s right after record ``at_seq`` (or the given
+        snapshot ``state``), not ticked. Its ledger starts with a ``fork`` record naming
+        the source run, the record and its hash, so the new chain is anchored to the old.
+        The source never changes."""
+        source = self.get_state(run_id)
+        records = self._ledger.records_since(run_id, 0) if at_seq is None else None
+        if state is None:
+            assert at_seq is not None
+            state = self.state_at(run_id, at_seq)
+            source_seq = at_seq
+        if records is not None and source_seq is None:
+            source_seq = len(records) - 1
+        seq = source_seq if source_seq is not None else 0
+        rec = self._ledger.records_since(run_id, seq)
+        if not rec:
+            raise LedgerSeqError(run_id, seq, self._ledger.head(run_id)[0])
+        new = RunState.from_dict(state.to_jsonable())
+        new.run_id = str(uuid.uuid4())
+        new.ledger_count, new.ledger_head, new.checkpoint_sig = 0, None, None
+        new.created_at = new.updated_at = self._now_iso()
+        new.parent_run_id = source.parent_run_id if new.parent_run_id is None else new.parent_run_id
+        new.actor_id = actor_id or source.actor_id
+        result: Dict[str, Any] = {"source_run_id": run_id, "source_seq": seq,
+                                  "source_record_hash": rec[0].get("record_hash"),
+                                  "state": new.to_jsonable()}
+        if snapshot is not None:
+            result["snapshot"] = snapshot
+        op = RunOp(self, new, Replay([]), (0, None), None)
+        op.transitions = []
+        op.append(kind=RecordKind.FORK, status=StepStatus.STARTED, actor_id=actor_id,
+                  result=result, checkpoint=True)
+        return op.run
 
     def runnable(self, now: Optional[datetime] = None, *, on_corrupt: Any = None) -> List[Runnable]:
         """Every run that can move now, once each: running runs, waiting runs whose time
