@@ -1,9 +1,23 @@
 """The contract every run store / ledger store pair honours (memory, files, any later one).
 
-Subclass ``StoreContract`` and provide a ``kit`` fixture returning a ``StoreKit``: the two
-stores, a way to make *someone else* hold a run's lock (a thread for an in-process
-store, a real process for a durable one), and a way to reopen the stores as a new
-process would see them.
+This is the one place that says what a store must do. To run it against a new store:
+subclass ``StoreContract`` (and ``ThreadSafetyContract`` if one store instance may be
+shared by threads) and provide ONE ``kit`` fixture returning a ``StoreKit``:
+
+- ``run_store``, ``ledger_store``: the two stores, empty;
+- ``hold_lock_elsewhere(run_id) -> LockHolder``: make *someone else* hold a run's lock
+  until ``release()`` (a thread for an in-process store, a real process for a durable
+  one);
+- ``reopen() -> StoreKit``: the stores as a new process would open them (same data);
+- ``capabilities``: what the kit can do that not every store allows; a test that needs
+  one the kit lacks is skipped, never failed:
+
+  ``"corruptible"``  ``corrupt_run(run_id)`` makes a stored run unreadable (a file store's
+                     garbage file; a database cannot hold a torn row);
+  ``"tear_ledger"``  ``tear_ledger(run_id, junk)`` leaves ``junk`` at the end of a run's
+                     ledger, as a write cut short by a crash would.
+
+Everything else a test needs it builds from the protocols in ``storage/base.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, FrozenSet, List, Optional
 
 import pytest
 
@@ -24,7 +38,7 @@ from abstractrt_cli.core.models import (
     WaitReason,
     WaitState,
 )
-from abstractrt_cli.errors import RunBusyError
+from abstractrt_cli.errors import CorruptRunError, InvalidRunIdError, RunBusyError
 from abstractrt_cli.storage.chain import verify_ledger_chain
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -42,7 +56,9 @@ class LockHolder:
 
 
 class StoreKit:
-    """What a contract test needs from one kind of store."""
+    """What a contract test needs from one kind of store (see the module docstring)."""
+
+    capabilities: FrozenSet[str] = frozenset()
 
     def __init__(self, run_store: Any, ledger_store: Any) -> None:
         self.run_store = run_store
@@ -54,6 +70,20 @@ class StoreKit:
     def reopen(self) -> "StoreKit":
         """The stores as a fresh process would open them (same data)."""
         raise NotImplementedError
+
+    def corrupt_run(self, run_id: str) -> None:
+        """(capability "corruptible") Make the stored run ``run_id`` unreadable."""
+        raise NotImplementedError
+
+    def tear_ledger(self, run_id: str, junk: bytes) -> None:
+        """(capability "tear_ledger") Leave ``junk`` after the last record of a ledger."""
+        raise NotImplementedError
+
+
+def needs(kit: StoreKit, capability: str) -> None:
+    """Skip the calling test unless the kit can do ``capability``."""
+    if capability not in kit.capabilities:
+        pytest.skip(f"this store's kit lacks {capability!r}")
 
 
 class ThreadLockHolder(LockHolder):
@@ -337,7 +367,111 @@ class StoreContract:
         assert rs.match_prefix("q") == []
         assert kit.reopen().run_store.match_prefix("abd") == ["abd000"]
 
+    # ------------------------------------------------------------------ newer queries
+
+    def test_list_runs_by_parent(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        rs.save(make_run("p1"))
+        rs.save(make_run("k1", parent_run_id="p1", created=T0 + timedelta(minutes=1)))
+        rs.save(make_run("k2", parent_run_id="p1", status=RunStatus.WAITING,
+                         waiting=user_wait("kk"), created=T0 + timedelta(minutes=2)))
+        rs.save(make_run("k3", parent_run_id="p2", created=T0 + timedelta(minutes=3)))
+        for store in (rs, kit.reopen().run_store):
+            assert ids(store.list_runs(parent_run_id="p1")) == ["k2", "k1"]
+            assert ids(store.list_runs(parent_run_id="p1", status=RunStatus.WAITING)) == ["k2"]
+            assert ids(store.list_runs(parent_run_id="p1", wait_key="kk")) == ["k2"]
+            assert ids(store.list_runs(parent_run_id="p1", limit=1)) == ["k2"]
+            assert store.list_runs(parent_run_id="nobody") == []
+
+    def test_list_runs_created_since_is_inclusive(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        for i in range(5):
+            rs.save(make_run(f"c{i}", created=T0 + timedelta(hours=i),
+                             status=RunStatus.COMPLETED if i % 2 else RunStatus.RUNNING))
+        since = T0 + timedelta(hours=2)
+        for store in (rs, kit.reopen().run_store):
+            assert ids(store.list_runs(created_since=since)) == ["c4", "c3", "c2"]
+            # Another zone, the same instant.
+            plus2 = since.astimezone(timezone(timedelta(hours=2)))
+            assert ids(store.list_runs(created_since=plus2)) == ["c4", "c3", "c2"]
+            assert ids(store.list_runs(created_since=since, status=RunStatus.COMPLETED)) == ["c3"]
+            assert ids(store.list_runs(created_since=since, limit=2)) == ["c4", "c3"]
+            assert store.list_runs(created_since=T0 + timedelta(days=1)) == []
+
+    def test_earliest_due(self, kit: StoreKit) -> None:
+        rs = kit.run_store
+        assert rs.earliest_due() is None
+        rs.save(make_run("u", status=RunStatus.WAITING, waiting=user_wait()))
+        rs.save(make_run("done", status=RunStatus.COMPLETED,
+                         waiting=until_wait("2000-01-01T00:00:00Z")))
+        assert rs.earliest_due() is None  # only runs waiting on time count
+        late = make_run("late", status=RunStatus.WAITING,
+                        waiting=until_wait("2030-01-02T00:00:00+00:00"))
+        rs.save(late)
+        # 2030-01-01T12:00+05:00 is 07:00Z: earlier than the string order says.
+        rs.save(make_run("early", status=RunStatus.WAITING,
+                         waiting=until_wait("2030-01-01T12:00:00+05:00")))
+        want = datetime(2030, 1, 1, 7, 0, tzinfo=timezone.utc)
+        assert rs.earliest_due() == want
+        assert kit.reopen().run_store.earliest_due() == want
+        early = rs.load("early")
+        early.status, early.waiting = RunStatus.RUNNING, None
+        rs.save(early)
+        assert rs.earliest_due() == datetime(2030, 1, 2, tzinfo=timezone.utc)
+        late.status, late.waiting = RunStatus.COMPLETED, None
+        rs.save(late)
+        assert rs.earliest_due() is None
+
+    @pytest.mark.parametrize("good", ["run-1", "0a8f1e2c-5b4d-4c3e-9f1a-2b3c4d5e6f70", "A.b_c-9"])
+    def test_validate_run_id_accepts_ordinary_ids(self, kit: StoreKit, good: str) -> None:
+        assert kit.run_store.validate_run_id(good) == good
+
+    @pytest.mark.parametrize("bad", ["", "a/b", "a\0b", None, 7])
+    def test_validate_run_id_refuses(self, kit: StoreKit, bad: Any) -> None:
+        with pytest.raises(InvalidRunIdError):
+            kit.run_store.validate_run_id(bad)
+
+    def test_corrupt_run_names_itself(self, kit: StoreKit) -> None:
+        needs(kit, "corruptible")
+        kit.run_store.save(make_run("sick"))
+        kit.corrupt_run("sick")
+        with pytest.raises(CorruptRunError) as ei:
+            kit.run_store.load("sick")
+        assert ei.value.run_id == "sick"
+
+    def test_limit_counts_corrupt_runs(self, kit: StoreKit) -> None:
+        needs(kit, "corruptible")
+        rs = kit.run_store
+        for i in range(4):
+            rs.save(make_run(f"r{i}", created=T0 + timedelta(minutes=i)))
+        kit.corrupt_run("r3")
+        seen: List[CorruptRunError] = []
+        got = rs.list_runs(limit=2, on_corrupt=seen.append)
+        assert len(got) + len(seen) == 2 and len(seen) == 1  # "--limit 2" shows two lines
+        assert seen[0].run_id == "r3" and ids(got) == ["r2"]
+        seen.clear()
+        assert ids(rs.list_runs(on_corrupt=seen.append)) == ["r2", "r1", "r0"]
+        assert [e.run_id for e in seen] == ["r3"]  # once per query
+        with pytest.raises(CorruptRunError):
+            rs.list_runs()  # no on_corrupt: never silently skipped
+
     # ------------------------------------------------------------------ ledger
+
+    def test_head_and_records_since_after_a_torn_tail(self, kit: StoreKit) -> None:
+        needs(kit, "tear_ledger")
+        ls = kit.ledger_store
+        stored = [ls.append(record("run-1", n)) for n in range(3)]
+        kit.tear_ledger("run-1", b'{"run_id":"run-1","seq":3,"tor')
+        for store in (ls, kit.reopen().ledger_store):
+            assert store.head("run-1") == (3, stored[-1]["record_hash"])
+            assert store.records_since("run-1", 2) == stored[2:]
+            assert store.records_since("run-1", 3) == []
+            assert store.list("run-1") == stored
+        out = kit.reopen().ledger_store.append(record("run-1", 3))
+        assert out["seq"] == 3 and out["prev_hash"] == stored[-1]["record_hash"]
+        records = kit.reopen().ledger_store.list("run-1")
+        assert verify_ledger_chain(records, expected_count=4,
+                                   expected_head=out["record_hash"])["ok"]
 
     def test_ledger_append_list_head_chain(self, kit: StoreKit) -> None:
         ls = kit.ledger_store

@@ -54,6 +54,8 @@ class ProcessLockHolder(LockHolder):
 
 
 class FileKit(StoreKit):
+    capabilities = frozenset({"corruptible", "tear_ledger"})
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self._opened = []
@@ -70,6 +72,13 @@ class FileKit(StoreKit):
     def reopen(self) -> "StoreKit":
         kit = StoreKit(*self._open())
         return kit
+
+    def corrupt_run(self, run_id: str) -> None:
+        Path(self.run_store.path_of(run_id)).write_bytes(b'{"run_id": "torn')
+
+    def tear_ledger(self, run_id: str, junk: bytes) -> None:
+        with open(self.ledger_store.path_of(run_id), "ab") as f:
+            f.write(junk)
 
     def close(self) -> None:
         for rs in self._opened:

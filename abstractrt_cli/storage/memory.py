@@ -94,6 +94,13 @@ class InMemoryRunStore:
                        and (status is None or r.status == status)), key=rules.oldest_first)
         return [copy.deepcopy(r) for r in kids]
 
+    def info(self) -> Dict[str, Any]:
+        """Runs by status (what ``store info`` shows)."""
+        counts: Dict[str, int] = {}
+        for run in self._runs.values():
+            counts[run.status.value] = counts.get(run.status.value, 0) + 1
+        return {"runs": {k: counts[k] for k in sorted(counts)}, "total": len(self._runs)}
+
     def match_prefix(self, prefix: str, *, limit: int = 20) -> List[str]:
         return sorted(rid for rid in self._runs if rid.startswith(prefix))[:limit]
 

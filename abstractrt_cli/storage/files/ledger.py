@@ -66,8 +66,6 @@ class _Tail:
 class FileLedgerStore:
     """Hash-chained JSONL ledgers, one file per run (see the module docstring)."""
 
-    capabilities = frozenset({"fsync", "corruptible"})
-
     def __init__(self, data_dir: Any, *, fsync: bool = True, create: bool = True) -> None:
         self._layout = Layout.of(data_dir, create=create)
         open_version(self._layout)

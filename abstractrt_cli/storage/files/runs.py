@@ -76,7 +76,9 @@ class FileRunStore(FileQueries, IndexUpkeep):
     ``create=False``: the data dir must exist already (it is never created).
     """
 
-    capabilities = frozenset({"reindex", "fsync", "corruptible", "info"})
+    #: What ``Stores.capabilities`` says of a file store: a query index it can rebuild
+    #: (``reindex``), and durable writes that fsync (``fsync``).
+    capabilities = frozenset({"reindex", "fsync"})
 
     def __init__(self, data_dir: Any, *, fsync: bool = True, create: bool = True) -> None:
         self._layout = Layout.of(data_dir, create=create)
