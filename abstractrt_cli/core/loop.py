@@ -47,7 +47,7 @@ from .models import (
 from .outcome import EffectOutcome, NonRetryableError
 from .policy import DefaultEffectPolicy
 from .replay import Replay, load_beyond
-from .steptimer import step_time_limit
+from .steptimer import StepLimit, step_time_limit, watching
 from .timeutil import parse_timestamp
 from .waits import DEADLINE_ACTOR, deadline_due, timeout_payload
 
@@ -518,8 +518,11 @@ class RunOp:
     def run_loop(self, wf: Any, max_steps: int) -> RunState:
         """Execute nodes from ``run.current_node`` until the run blocks or ends, or has
         taken ``max_steps`` steps (steps replayed from the ledger do not count)."""
+        entry = self.rt._entry(wf.workflow_id)
+        timeout = entry.step_timeout if entry and entry.step_timeout is not None else self.rt.config.step_timeout
         try:
-            return self._loop(wf, max_steps)
+            with watching(timeout):
+                return self._loop(wf, max_steps)
         except StateNotSavableError as exc:
             return self.fail_unsavable(exc)
 
@@ -531,8 +534,11 @@ class RunOp:
         timeout = entry.step_timeout if entry and entry.step_timeout is not None else rt.config.step_timeout
         # Steps that replay recorded effects do not count against ``max_steps``.
         bound = max_steps + len(self.replay.records)
+        replaying = bool(self.replay.records)
+        guard = True  # usage only moves with effects: check the limits after each one
+        step_limit = StepLimit(timeout)
         while steps < max_steps or (steps < bound and self.replay.peek() is not None):
-            if self.replay.peek() is not None:
+            if replaying and self.replay.peek() is not None:
                 self.roll_forward()  # a limits change or a cancel recorded mid-tick
             run = self.run
             if run.status != RunStatus.RUNNING:
@@ -545,19 +551,22 @@ class RunOp:
                     self.replay.take()
                     run.status, run.error, run.waiting = RunStatus.FAILED, nxt.get("error"), None
                     return run
-            if self._guard():
-                nxt = self.replay.peek()
-                if nxt is not None and nxt.get("kind") == "resume":
-                    self.roll_forward()  # the person answered before a crash: go on
-                    continue
-                return self.run
+            if guard:
+                guard = False
+                if self._guard():
+                    nxt = self.replay.peek()
+                    if nxt is not None and nxt.get("kind") == "resume":
+                        self.roll_forward()  # the person answered before a crash: go on
+                        guard = True
+                        continue
+                    return self.run
             steps += 1
             node_id = run.current_node
             handler = nodes.get(node_id)
             if handler is None:
                 return self.fail(f"unknown node {node_id!r} in workflow {wf.workflow_id!r}")
             try:
-                with step_time_limit(timeout, lambda: StepTimeoutError(run.run_id, node_id, timeout)):
+                with step_limit.of(run.run_id, node_id):
                     plan = coerce_plan(handler(run, rt._ctx), node_id)
             except Exception as exc:  # a broken node fails the run, it does not crash us
                 info = describe_exception(exc, entry.source if entry else None)
@@ -587,6 +596,7 @@ class RunOp:
                 continue
 
             outcome = self.effect_step(wf, plan)
+            guard = True
             if outcome.status == "failed":
                 if run.status == RunStatus.WAITING:  # a retry was deferred past its backoff
                     self.save()
