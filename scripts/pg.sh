@@ -15,7 +15,8 @@
 # root: as root the server runs as the `postgres` user (created if missing).
 #
 # Environment: PG_BIN (server binaries), ABSTRACTRT_PG_FSYNC=off (faster, for throw-away
-# runs that never crash the server itself; default: PostgreSQL's defaults, fsync on).
+# runs that never crash the server itself; default: PostgreSQL's defaults, fsync on),
+# ABSTRACTRT_PG_OPTS (more server options, e.g. "-c shared_preload_libraries=pg_stat_statements").
 set -euo pipefail
 
 PG_USER=abstractrt  # the database superuser initdb creates (not an OS user)
@@ -75,6 +76,7 @@ cmd_start() {
     || { log "initdb failed:"; cat "$dir/initdb.log" >&2; rm -rf "$dir"; exit 1; }
   rm -f "$dir/pwfile"
   local opts="-c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=200"
+  opts="$opts ${ABSTRACTRT_PG_OPTS:-}"
   if [ "${ABSTRACTRT_PG_FSYNC:-on}" = off ]; then
     opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi

@@ -551,3 +551,25 @@ def test_run_state_round_trips_every_field(pg_stores: Any) -> None:
     full = RunState.from_dict(data)
     pg_stores.runs.save(full)
     assert pg_stores.runs.load("full").to_jsonable() == full.to_jsonable()
+
+
+def test_a_load_under_the_lock_brings_the_ledger_tail_along(pg_stores: Any, pg_schema: str) -> None:
+    rs, ls = pg_stores.runs, pg_stores.ledger
+    run = make_run("r1")
+    rs.commit([record("r1", n) for n in range(4)], run)  # checkpoint at 4 records
+    ls.append(record("r1", 4))  # and one beyond it
+    plain = ls.records_since("r1", 3)
+    assert [r["seq"] for r in plain] == [3, 4]
+    with rs.lock("r1", timeout=0):
+        assert rs.load("r1") == run
+        assert ls.records_since("r1", 3) == plain
+        assert ls.records_since("r1", 4) == plain[1:]  # (used once, then asked again)
+        assert ls.head("r1") == (5, plain[-1]["record_hash"])
+    sql(f"""UPDATE {pg_schema}.runs SET state = json_build_object(
+                'run_id', 'r1', 'workflow_id', 'wf', 'status', 'running',
+                'current_node', 'n1', 'ledger_count', 'x') WHERE run_id = 'r1'""")
+    from abstractrt_cli.errors import CorruptRunError
+
+    with rs.lock("r1", timeout=0):
+        with pytest.raises(CorruptRunError):
+            rs.load("r1")

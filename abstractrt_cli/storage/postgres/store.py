@@ -136,6 +136,18 @@ class _Sql:
         self.save = (f"INSERT INTO {s}.runs ({cols}) VALUES ({vals}) "
                      f"ON CONFLICT (run_id) DO UPDATE SET {update}")
         self.load = f"SELECT state FROM {s}.runs WHERE run_id = %s"
+        # Under the run's lock, a load also brings the ledger from the checkpoint's last
+        # record on: what the kernel reads next (``records_since(count - 1)``), in the same
+        # round trip and the same snapshot. A ``ledger_count`` that is not a number (a
+        # hand-edited row) must not fail the query: the state's own check reports it.
+        self.load_with_tail = f"""SELECT r.state, (
+                SELECT coalesce(json_agg(l.record ORDER BY l.seq), '[]'::json)
+                FROM {s}.ledger l
+                WHERE l.run_id = r.run_id AND l.seq >= (
+                    CASE WHEN json_typeof(r.state->'ledger_count') = 'number'
+                         THEN greatest(floor((r.state->>'ledger_count')::numeric) - 1, 0)
+                         ELSE 0 END))
+            FROM {s}.runs r WHERE r.run_id = %s"""
         head_check = f"""
             h AS (SELECT seq, record_hash FROM {s}.ledger WHERE run_id = %(rid)s
                   ORDER BY seq DESC LIMIT 1),
@@ -193,6 +205,9 @@ class PostgresDb:
         self.channel = wake_channel(self.schema)
         # run_id -> (record count, hash of the last record), as last read or written here.
         self._heads: Dict[str, Tuple[int, Optional[str]]] = {}
+        # run_id -> (first seq, records from it to the end), read by a load under the
+        # run's lock for the ``records_since`` that follows it; used once, while locked.
+        self._tails: Dict[str, Tuple[int, List[Dict[str, Any]]]] = {}
         self._listen_conn: Optional[psycopg.Connection] = None
         self._listen_guard = threading.Lock()
         try:
@@ -220,6 +235,21 @@ class PostgresDb:
 
     def forget_head(self, rid: str) -> None:
         self._heads.pop(rid, None)
+        self._tails.pop(rid, None)
+
+    def remember_tail(self, rid: str, records: List[Dict[str, Any]]) -> None:
+        if records and isinstance(records[0], dict) and isinstance(records[0].get("seq"), int):
+            self._tails[rid] = (records[0]["seq"], records)
+            last = records[-1]
+            if isinstance(last, dict) and isinstance(last.get("seq"), int):
+                self.remember_head(rid, (last["seq"] + 1, last.get("record_hash")))
+
+    def take_tail(self, rid: str, count: int) -> Optional[List[Dict[str, Any]]]:
+        """The prefetched records from ``count`` on, if a load under the lock has them."""
+        tail = self._tails.pop(rid, None)
+        if tail is None or count < tail[0] or not self.holds(rid):
+            return None
+        return [r for r in tail[1] if r.get("seq", -1) >= count]
 
     def cached_head(self, rid: str) -> Optional[Tuple[int, Optional[str]]]:
         return self._heads.get(rid)
@@ -287,6 +317,7 @@ class PostgresDb:
                 head = (row[1] + 1, row[2]) if row[1] is not None else (0, None)
                 continue  # our idea of the head was stale: chain from the real one
             self.remember_head(rid, (count + len(stored), prev))
+            self._tails.pop(rid, None)
             for rec, data in zip(records, stored):
                 rec.seq, rec.prev_hash, rec.record_hash = (data["seq"], data["prev_hash"],
                                                            data["record_hash"])
@@ -403,8 +434,17 @@ class PostgresRunStore:
 
     def load(self, run_id: str) -> Optional[RunState]:
         rid = self.validate_run_id(run_id)
-        row = self._db.connector.fetchone(self._db.sql.load, (rid,))
-        return self._db.parse_state(rid, row[0]) if row is not None else None
+        db = self._db
+        if not db.holds(rid):
+            row = db.connector.fetchone(db.sql.load, (rid,))
+            return db.parse_state(rid, row[0]) if row is not None else None
+        row = db.connector.fetchone(db.sql.load_with_tail, (rid,))
+        if row is None:
+            return None
+        run = db.parse_state(rid, row[0])
+        if isinstance(row[1], list):
+            db.remember_tail(rid, row[1])
+        return run
 
     def commit(self, records: Sequence[StepRecord], run: Optional[RunState]) -> List[Dict[str, Any]]:
         """Chain and append ``records`` and, if ``run`` is given, checkpoint it covering
@@ -632,6 +672,9 @@ class PostgresLedgerStore:
 
     def records_since(self, run_id: str, count: int) -> List[Dict[str, Any]]:
         rid = _validate_file_run_id(run_id)
+        prefetched = self._db.take_tail(rid, max(0, count))
+        if prefetched is not None:
+            return prefetched
         rows = self._db.connector.fetchall(self._db.sql.records_since, (rid, max(0, count)))
         records = [r[0] for r in rows]
         if records:  # the last one is the head: the next commit needs no query for it
