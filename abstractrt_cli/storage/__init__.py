@@ -47,11 +47,12 @@ def open_stores(store: Optional[str], data_dir: Union[str, "os.PathLike[str]"], 
             raise _needs_psycopg() from None
     path = Path(store if store is not None else data_dir).expanduser()
     location = os.path.abspath(os.fspath(path))
-    if not create and not os.path.lexists(location):
+    from . import files
+
+    if not create and not files.data_dir_exists(location):
         # Nothing stored yet: empty stores (which never write anything anywhere).
         return Stores(runs=InMemoryRunStore(), ledger=InMemoryLedgerStore(), kind="files",
                       location=location, capabilities=frozenset())
-    from . import files
 
     runs, ledger = files.open_file_stores(location, create=create)
     return Stores(runs=runs, ledger=ledger, kind="files", location=location,

@@ -34,12 +34,14 @@ locks keep two processes off one run; a forked child opens its own index connect
 
 from __future__ import annotations
 
+import os
 from typing import Any, Tuple
 
 from .ids import validate_run_id
 from .jsonfmt import dumps_readable
 from .keys import index_key
 from .ledger import FileLedgerStore
+from .oserrors import mapped
 from .runs import FileRunStore
 from .version import FORMAT_VERSION
 
@@ -54,6 +56,16 @@ def open_file_stores(data_dir: Any, *, fsync: bool = True,
     """The run store and the ledger store of one data dir (``create``: make it if missing)."""
     runs = FileRunStore(data_dir, fsync=fsync, create=create)
     return runs, FileLedgerStore(data_dir, fsync=fsync, create=False)
+
+
+def data_dir_exists(path: str) -> bool:
+    """False only if nothing is there; a path we may not look at is an error, not "no runs"."""
+    with mapped(path):
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            return False
+    return True
 
 
 def rebuild_index(data_dir: Any) -> dict:

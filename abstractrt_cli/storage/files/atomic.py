@@ -62,7 +62,14 @@ def refuse_symlink(st: Optional[os.stat_result]) -> None:
 
 def open_dir(name: str, *, dir_fd: Optional[int] = None) -> int:
     """A descriptor of a directory; ELOOP for a symlink, ENOTDIR for anything else."""
-    return os.open(name, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        return os.open(name, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=dir_fd)
+    except NotADirectoryError:
+        # With O_DIRECTORY, Linux says ENOTDIR for a symlink too: tell them apart.
+        if dir_fd is not None and is_symlink(lstat_at(dir_fd, name)) or \
+                dir_fd is None and os.path.islink(name):
+            raise OSError(errno.ELOOP, "is a symbolic link", name) from None
+        raise
 
 
 def fsync_dir(dir_fd: int) -> None:

@@ -6,7 +6,8 @@ directory below it (``runs``, ``runs/<a>``, ``index``), each opened with ``O_NOF
 from its parent's descriptor: a symlink where a directory belongs is refused, and every
 file operation goes through these descriptors (``dir_fd=``), so none can be redirected
 outside the data dir, not even by a directory swapped for a link mid-operation. The kept
-descriptors also make directory fsyncs cheap.
+descriptors also make directory fsyncs cheap; each is checked against its path with one
+``lstat`` before use, so a directory moved or replaced meanwhile is never written into.
 
 Directories are created only by writes (``create=True``), 0700, each ``mkdir`` made
 durable by an fsync of its parent: a query never creates anything.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .atomic import ensure_private_dir, make_private_dir_at, open_dir
 from .oserrors import mapped
@@ -57,9 +58,12 @@ class Layout:
             # The data dir itself may be a symlink (the user's choice of where data
             # lives); what is inside it may not.
             self.root_fd = open_dir(root)
-        self._fds: Dict[str, int] = {}
+        # rel -> (descriptor, (st_dev, st_ino) it was opened on)
+        self._fds: Dict[str, Tuple[int, Tuple[int, int]]] = {}
         self.closed = False
-        self.read_only = False  # this process may read here but not write (see version.py)
+        # This process may read here but not write (a read-only mount, no permission):
+        # then nothing tries to (see version.py and index.py).
+        self.read_only = not os.access(root, os.W_OK)
         self.version = 0  # set by version.open_version
         self._finalizer = weakref.finalize(self, _close_fds, self.root_fd, self._fds)
 
@@ -83,20 +87,26 @@ class Layout:
 
     def dir_fd(self, rel: str, *, create: bool) -> Optional[int]:
         """The descriptor of ``rel`` ("runs", "runs/a", "index"); None if it does not
-        exist and ``create`` is false. Creating makes each new ``mkdir`` durable."""
-        fd = self._fds.get(rel)
-        if fd is not None:
-            return fd
+        exist and ``create`` is false. Creating makes each new ``mkdir`` durable.
+
+        A kept descriptor is used only while the path still leads to it (one ``lstat``):
+        a directory moved away, removed, or replaced by a symlink meanwhile is opened
+        afresh (and a symlink refused), so nothing is written where the path does not go.
+        """
+        kept = self._fds.get(rel)
+        if kept is not None:
+            moved = self._first_moved(rel)
+            if moved is None:
+                return kept[0]
+            self._forget(moved)
         with self._mutex, mapped(os.path.join(self.root, rel)):
-            fd = self._fds.get(rel)
-            if fd is not None:
-                return fd
             parent = self.root_fd
             parts = rel.split("/")
+            fd = None
             for i, part in enumerate(parts):
                 sub = "/".join(parts[:i + 1])
-                fd = self._fds.get(sub)
-                if fd is None:
+                kept = self._fds.get(sub)
+                if kept is None:
                     try:
                         fd = open_dir(part, dir_fd=parent)
                     except FileNotFoundError:
@@ -104,9 +114,39 @@ class Layout:
                             return None
                         make_private_dir_at(parent, part, fsync=True)
                         fd = open_dir(part, dir_fd=parent)
-                    self._fds[sub] = fd
+                    st = os.fstat(fd)
+                    self._fds[sub] = (fd, (st.st_dev, st.st_ino))
+                else:
+                    fd = kept[0]
                 parent = fd
             return fd
+
+    def _first_moved(self, rel: str) -> Optional[str]:
+        """The first component of ``rel`` that no longer leads to the directory we keep
+        for it (moved, removed, replaced by a symlink); None if all still do."""
+        parent = self.root_fd
+        parts = rel.split("/")
+        for i, part in enumerate(parts):
+            sub = "/".join(parts[:i + 1])
+            kept = self._fds.get(sub)
+            if kept is None:
+                return sub
+            try:
+                st = os.stat(part, dir_fd=parent, follow_symlinks=False)
+            except OSError:
+                return sub
+            if (st.st_dev, st.st_ino) != kept[1]:
+                return sub
+            parent = kept[0]
+        return None
+
+    def _forget(self, rel: str) -> None:
+        with self._mutex:
+            for key in [k for k in self._fds if k == rel or k.startswith(rel + "/")]:
+                try:
+                    os.close(self._fds.pop(key)[0])
+                except OSError:
+                    pass
 
     def shard_fd(self, run_id: str, *, create: bool) -> Optional[int]:
         return self.dir_fd(self.shard_of(run_id), create=create)
@@ -114,19 +154,15 @@ class Layout:
     def forget_if_gone(self, rel: str) -> bool:
         """Drop a kept descriptor whose directory was removed (a file created in it fails
         with ENOENT); True if it was, so the caller retries through a fresh one."""
-        fd = self._fds.get(rel)
-        if fd is None:
+        kept = self._fds.get(rel)
+        if kept is None or os.fstat(kept[0]).st_nlink > 0:
             return False
-        if os.fstat(fd).st_nlink > 0:
-            return False
-        with self._mutex:
-            for key in [k for k in self._fds if k == rel or k.startswith(rel + "/")]:
-                os.close(self._fds.pop(key))
+        self._forget(rel)
         return True
 
 
-def _close_fds(root_fd: int, fds: Dict[str, int]) -> None:
-    for fd in fds.values():
+def _close_fds(root_fd: int, fds: Dict[str, Tuple[int, Tuple[int, int]]]) -> None:
+    for fd, _ in fds.values():
         try:
             os.close(fd)
         except OSError:

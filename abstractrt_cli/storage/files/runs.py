@@ -86,6 +86,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
         self._fsync = fsync
         self._index = RunIndex(self._layout.index_db, fsync=fsync,
                                dir_ready=self._index_dir_ready)
+        self._index.read_only = self._layout.read_only
         self._index_checked_gen = -1
         # Held shared by index-changing saves, exclusively by a rebuild (locks.SharedFlock).
         self._writers = locks.SharedFlock(self._layout.rebuild_lock,
@@ -377,9 +378,10 @@ class FileRunStore(FileQueries, IndexUpkeep):
             is not None
 
     def _open_rebuild_lock(self) -> int:
-        index_fd = self._layout.dir_fd("index", create=True)
-        return os.open("rebuild.lock", os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                       FILE_MODE, dir_fd=index_fd)
+        with mapped(self._layout.rebuild_lock):
+            index_fd = self._layout.dir_fd("index", create=True)
+            return os.open("rebuild.lock", os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                           FILE_MODE, dir_fd=index_fd)
 
     def _open_rebuild_lock_for_held(self) -> Tuple[int, bool]:
         return self._open_rebuild_lock(), False

@@ -79,6 +79,7 @@ class CorruptRunRowError(CorruptRunError):
         super().__init__(f"{location} run {run_id}", why)
         self.message = f"corrupt run {run_id} in {location}: {why}"
         self.args = (self.message,)
+        self.run_id = run_id
 
 
 class RunConflictError(StoreIOError):
