@@ -180,6 +180,13 @@ def _register_module(loaded: LoadedWorkflows, module: Any, path: Path, owners: D
             str(path), f"EFFECT_POLICY must be an effect policy (like RetryPolicy(...)); "
                        f"{type(policy).__name__} has no {', '.join(missing)}"))
         return
+    step_timeout = getattr(module, "STEP_TIMEOUT", None)
+    if step_timeout is not None and (isinstance(step_timeout, bool)
+                                     or not isinstance(step_timeout, (int, float))
+                                     or not step_timeout > 0):
+        loaded.broken.append(BrokenFile(
+            str(path), f"STEP_TIMEOUT must be a number of seconds above 0, not {step_timeout!r}"))
+        return
     fingerprint = fingerprint_file(path)
     doc = (module.__doc__ or "").strip() or None
     seen: set = set()
@@ -194,15 +201,22 @@ def _register_module(loaded: LoadedWorkflows, module: Any, path: Path, owners: D
         owners[wid] = str(path)
         found[wid] = (value, dict(
             effect_handlers=handlers, effect_policy=policy, source=str(path),
-            fingerprint=fingerprint, description=doc))
+            fingerprint=fingerprint, description=doc,
+            step_timeout=float(step_timeout) if step_timeout is not None else None))
 
 
 def describe(loaded: LoadedWorkflows) -> List[Dict[str, Any]]:
-    """What ``abstractrt workflows`` shows: every workflow, then every broken file."""
+    """What ``abstractrt workflows`` shows: every workflow, then every broken file.
+
+    A workflow whose graph is broken as far as can be seen without running it (its entry
+    node is not a node, or a node names a ``next_node`` that is not one) is listed with
+    that error, so it is found when listing rather than in the middle of a run.
+    """
     out: List[Dict[str, Any]] = []
     for wid in loaded.registry:
         e = loaded.registry.entry(wid)
         assert e is not None
+        problems = check_spec(e.spec)
         out.append({
             "workflow_id": wid,
             "entry_node": e.spec.entry_node,
@@ -210,7 +224,7 @@ def describe(loaded: LoadedWorkflows) -> List[Dict[str, Any]]:
             "source": e.source,
             "description": e.description,
             "effect_handlers": sorted(e.effect_handlers),
-            "error": None,
+            "error": "; ".join(problems) if problems else None,
         })
     for wid, dup in sorted(loaded.duplicates.items()):
         out.append({"workflow_id": wid, "entry_node": None, "nodes": [], "source": dup.paths[1],
@@ -219,3 +233,78 @@ def describe(loaded: LoadedWorkflows) -> List[Dict[str, Any]]:
         out.append({"workflow_id": None, "entry_node": None, "nodes": [], "source": b.path,
                     "description": None, "effect_handlers": [], "error": b.error})
     return out
+
+
+def check_spec(spec: Any) -> List[str]:
+    """What is visibly wrong with a workflow's graph: a missing entry node, and every
+    ``next_node`` written as a string literal in a node's own code that names no node."""
+    nodes = dict(getattr(spec, "nodes", {}) or {})
+    names = ", ".join(map(str, nodes)) or "none"
+    problems = []
+    if spec.entry_node not in nodes:
+        problems.append(f"entry node {spec.entry_node!r} is not one of its nodes ({names})")
+    for node_id, handler in nodes.items():
+        for target, line in sorted(_next_node_literals(handler)):
+            if target not in nodes:
+                problems.append(f"node {node_id!r} goes to next_node {target!r} (line {line}), "
+                                f"which is not one of its nodes ({names})")
+    return problems
+
+
+def _next_node_literals(handler: Any) -> Set[tuple]:
+    """(name, line) of each ``StepPlan(..., next_node="x")`` literal in a handler's body.
+
+    Only what the handler's own source shows: a value computed at run time, or a
+    StepPlan built in a helper, cannot be checked here (the run names it if it is wrong).
+    """
+    import ast
+
+    code = getattr(handler, "__code__", None)
+    if code is None:
+        return set()
+    tree = _module_ast(code.co_filename)
+    if tree is None:
+        return set()
+    bodies = [n for n in ast.walk(tree)
+              if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+              and n.lineno == code.co_firstlineno + _decorator_offset(n)]
+    if isinstance(handler, type(lambda: None)) and handler.__name__ != "<lambda>":
+        bodies = [b for b in bodies if getattr(b, "name", None) == handler.__name__] or bodies
+    if len(bodies) != 1:
+        return set()  # several lambdas on one line: cannot tell which one this is
+    found = set()
+    for node in ast.walk(bodies[0]):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        if name != "StepPlan":
+            continue
+        values = [kw.value for kw in node.keywords if kw.arg == "next_node"]
+        if len(node.args) >= 3:  # StepPlan(node_id, effect, next_node, ...)
+            values.append(node.args[2])
+        for value in values:
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.add((value.value, value.lineno))
+    return found
+
+
+def _decorator_offset(node: Any) -> int:
+    # A decorated function's code starts at its first decorator's line.
+    decorators = getattr(node, "decorator_list", None) or []
+    return node.lineno - decorators[0].lineno if decorators else 0
+
+
+_AST_CACHE: Dict[str, Any] = {}
+
+
+def _module_ast(filename: str) -> Any:
+    if filename not in _AST_CACHE:
+        import ast
+
+        try:
+            _AST_CACHE[filename] = ast.parse(Path(filename).read_text(encoding="utf-8"),
+                                             filename=filename)
+        except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+            _AST_CACHE[filename] = None
+    return _AST_CACHE[filename]

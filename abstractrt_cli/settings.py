@@ -1,8 +1,10 @@
 """Settings, first found wins: command-line option → environment → config file → default.
 
 The config file is ``config.yaml`` in ``platformdirs.user_config_dir("abstractrt")``
-(``ABSTRACTRT_CONFIG`` names another file); its keys are ``data_dir`` and
-``workflows_dir``.
+(``ABSTRACTRT_CONFIG`` names another file, which must then exist); its keys are
+``data_dir``, ``workflows_dir`` and ``store``. Every setting remembers where it came
+from, for ``abstractrt config`` and for messages. Paths are made absolute here, once, so
+every message names the directory that was really used.
 """
 
 from __future__ import annotations
@@ -11,48 +13,95 @@ import getpass
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import AbstractRTError
+from .errors import ConfigError
 
 ENV_DATA_DIR = "ABSTRACTRT_DATA_DIR"
 ENV_WORKFLOWS = "ABSTRACTRT_WORKFLOWS"
+ENV_STORE = "ABSTRACTRT_STORE"
 ENV_CONFIG = "ABSTRACTRT_CONFIG"
 ENV_ACTOR = "ABSTRACTRT_ACTOR"
-CONFIG_KEYS = ("data_dir", "workflows_dir")
+CONFIG_KEYS = ("data_dir", "workflows_dir", "store")
 
-
-class ConfigError(AbstractRTError):
-    pass
+# (setting, option, environment variable): the order `abstractrt config` prints them in.
+SETTINGS: Tuple[Tuple[str, str, str], ...] = (
+    ("data_dir", "--data-dir", ENV_DATA_DIR),
+    ("workflows_dir", "--workflows", ENV_WORKFLOWS),
+    ("store", "--store", ENV_STORE),
+)
 
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
     workflows_dir: Path
-    data_dir_from: str  # "option" | "env" | "config" | "default": for messages and `--help`
-    workflows_dir_from: str
+    data_dir_from: str = "option"  # "option" | "env" | "config" | "default"
+    workflows_dir_from: str = "option"
+    # None: the file store in the data dir; else what ``storage.open_stores`` accepts
+    # (a directory, or a ``postgresql://`` URL).
+    store: Optional[str] = None
+    store_from: str = "default"
+    config_file: Optional[Path] = None
+    config_file_from: str = "default"  # "env" (ABSTRACTRT_CONFIG) | "default"
+
+    def describe(self) -> List[Dict[str, Any]]:
+        """Each setting with its value and where it came from (``abstractrt config``)."""
+        rows: List[Dict[str, Any]] = [
+            {"setting": "data_dir", "value": str(self.data_dir), "from": self.data_dir_from},
+            {"setting": "workflows_dir", "value": str(self.workflows_dir),
+             "from": self.workflows_dir_from},
+            {"setting": "store", "value": safe_store_name(self.store, self.data_dir),
+             "from": self.store_from},
+        ]
+        conf = self.config_file
+        rows.append({"setting": "config_file", "value": str(conf) if conf else None,
+                     "from": self.config_file_from,
+                     "exists": bool(conf and conf.is_file())})
+        return rows
+
+
+def safe_store_name(store: Optional[str], data_dir: Path) -> str:
+    """The store as it may be printed: a URL without its password."""
+    if store is None:
+        return f"files in {data_dir}"
+    if "://" in store:
+        scheme, _, rest = store.partition("://")
+        creds, at, host = rest.rpartition("@")
+        if at and ":" in creds:
+            user = creds.split(":", 1)[0]
+            return f"{scheme}://{user}:***@{host}"
+    return store
 
 
 def config_path() -> Path:
     env = os.environ.get(ENV_CONFIG)
     if env:
-        return Path(env).expanduser()
+        return absolute(Path(env))
     import platformdirs
 
     return Path(platformdirs.user_config_dir("abstractrt")) / "config.yaml"
 
 
-def read_config_file(path: Path) -> Dict[str, Any]:
+def absolute(path: Path) -> Path:
+    """``~`` expanded and made absolute (not resolved: a symlinked dir keeps its name)."""
+    return Path(os.path.abspath(path.expanduser()))
+
+
+def read_config_file(path: Path, *, must_exist: bool = False) -> Dict[str, Any]:
     """The config file's mapping; {} when there is none; ConfigError when it is malformed."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if must_exist:
+            raise _missing_config(path) from None
         return {}
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if not text.strip():
+        return {}  # an empty file: nothing to parse, and YAML need not even be imported
     import yaml
 
     try:
@@ -69,8 +118,14 @@ def read_config_file(path: Path) -> Dict[str, Any]:
                           f"(known: {', '.join(CONFIG_KEYS)})")
     for key in CONFIG_KEYS:
         if key in data and not isinstance(data[key], str):
-            raise ConfigError(f"config file {path}: {key} must be a path string")
+            raise ConfigError(f"config file {path}: {key} must be a "
+                              f"{'string' if key == 'store' else 'path string'}")
     return data
+
+
+def _missing_config(path: Path) -> ConfigError:
+    return ConfigError(f"config file {path} (named by {ENV_CONFIG}) does not exist").with_hint(
+        f"create it, or unset {ENV_CONFIG} to use the default location")
 
 
 def _yaml_where(exc: Exception) -> str:
@@ -79,33 +134,51 @@ def _yaml_where(exc: Exception) -> str:
     return f"{problem} at line {mark.line + 1}" if mark is not None else str(problem)
 
 
-def resolve(data_dir: Optional[Path] = None, workflows_dir: Optional[Path] = None) -> Settings:
-    """Resolve both settings; reads the config file only when an option and env are missing."""
+def resolve(data_dir: Optional[Path] = None, workflows_dir: Optional[Path] = None,
+            store: Optional[str] = None) -> Settings:
+    """Resolve every setting; the config file is parsed only when an option and env are missing.
+
+    A config file named by ``ABSTRACTRT_CONFIG`` must exist, whether or not it is needed:
+    a typo in a crontab would otherwise go unnoticed.
+    """
+    named = bool(os.environ.get(ENV_CONFIG))
+    conf_file = config_path()
+    if named and not conf_file.is_file():
+        if conf_file.exists():
+            raise ConfigError(f"config file {conf_file} (named by {ENV_CONFIG}) is not a file")
+        raise _missing_config(conf_file)
     found: Dict[str, Any] = {}
     sources: Dict[str, str] = {}
-    for key, opt, env in (("data_dir", data_dir, ENV_DATA_DIR),
-                          ("workflows_dir", workflows_dir, ENV_WORKFLOWS)):
-        if opt is not None:
-            found[key], sources[key] = Path(opt), "option"
+    options = {"data_dir": data_dir, "workflows_dir": workflows_dir, "store": store}
+    for key, _option, env in SETTINGS:
+        if options[key] is not None and options[key] != "":
+            found[key], sources[key] = options[key], "option"
         elif os.environ.get(env):
-            found[key], sources[key] = Path(os.environ[env]), "env"
+            found[key], sources[key] = os.environ[env], "env"
     missing = [k for k in CONFIG_KEYS if k not in found]
     if missing:
-        conf = read_config_file(config_path())
+        conf = read_config_file(conf_file, must_exist=named)
         for key in missing:
             if conf.get(key):
-                found[key], sources[key] = Path(conf[key]), "config"
+                found[key], sources[key] = conf[key], "config"
     if "data_dir" not in found:
         import platformdirs
 
-        found["data_dir"], sources["data_dir"] = Path(platformdirs.user_data_dir("abstractrt")), "default"
+        found["data_dir"], sources["data_dir"] = platformdirs.user_data_dir("abstractrt"), "default"
     if "workflows_dir" not in found:
-        found["workflows_dir"], sources["workflows_dir"] = Path("workflows"), "default"
+        found["workflows_dir"], sources["workflows_dir"] = "workflows", "default"
+    store_value = found.get("store")
+    if store_value is not None and "://" not in str(store_value):
+        store_value = str(absolute(Path(store_value)))  # a store directory: absolute, like the others
     return Settings(
-        data_dir=found["data_dir"].expanduser(),
-        workflows_dir=found["workflows_dir"].expanduser(),
+        data_dir=absolute(Path(found["data_dir"])),
+        workflows_dir=absolute(Path(found["workflows_dir"])),
         data_dir_from=sources["data_dir"],
         workflows_dir_from=sources["workflows_dir"],
+        store=store_value,
+        store_from=sources.get("store", "default"),
+        config_file=conf_file,
+        config_file_from="env" if named else "default",
     )
 
 

@@ -41,6 +41,15 @@ def abstractrt_command() -> List[str]:
     return [sys.executable, "-m", "abstractrt_cli"]
 
 
+def empty_config(directory: Path) -> str:
+    """An empty config file in ``directory`` for ``ABSTRACTRT_CONFIG``: it must exist, and
+    the user's own config must never leak into a test."""
+    path = directory / "empty-config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("", encoding="utf-8")
+    return str(path)
+
+
 def _is_lock(path: Path) -> bool:
     # Lock files are kept after release by design (STYLE.md habit 10): they are not data.
     return path.name.endswith(".lock") or "locks" in path.parts
@@ -149,7 +158,11 @@ class CLI:
         self.tmp = tmp
         self.data_dir = tmp / "data"
         self.workflows_dir = tmp / "workflows"
-        self.config = tmp / "config" / "config.yaml"  # usually nonexistent
+        # An empty config file: ABSTRACTRT_CONFIG must name a file that exists, and the
+        # user's own config must never leak into a test.
+        self.config = tmp / "config" / "config.yaml"
+        self.config.parent.mkdir(parents=True, exist_ok=True)
+        self.config.write_text("", encoding="utf-8")
         self.workflows_dir.mkdir(parents=True, exist_ok=True)
         if copy_examples:
             for f in sorted(EXAMPLE_WORKFLOWS.glob("*.py")):

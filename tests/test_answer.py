@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 from typer.testing import CliRunner
 
-from cli_helpers import Result, invoked, snapshot
+from cli_helpers import Result, empty_config, invoked, snapshot
 
 from abstractrt_cli import ops
 from abstractrt_cli.core.models import RunState, RunStatus, WaitReason, WaitState
@@ -126,7 +126,7 @@ class World:
             if k.startswith("ABSTRACTRT_"):
                 monkeypatch.delenv(k)
         for k, v in {"ABSTRACTRT_DATA_DIR": str(self.data), "ABSTRACTRT_WORKFLOWS": str(self.wf),
-                     "ABSTRACTRT_CONFIG": str(tmp / "no-config.yaml"),
+                     "ABSTRACTRT_CONFIG": empty_config(tmp),
                      "ABSTRACTRT_ACTOR": "tester", "NO_COLOR": "1", "COLUMNS": "200"}.items():
             monkeypatch.setenv(k, v)
         self.runner = CliRunner()
@@ -183,7 +183,7 @@ def test_script_answers_three_successive_prompts_in_one_call(w):
     assert w.show(rid)["waiting"]["prompt"] == "Deploy to production?"
 
     r = w.ok("answer", "--script", w.rules(PRODUCT_RULES))
-    assert "answered 3 prompt(s)" in r.stdout, r.output
+    assert "answered 3 prompts" in r.stdout, r.output
     assert "left unanswered" not in r.stdout
 
     run = w.show(rid)
@@ -202,7 +202,7 @@ def test_script_answers_three_successive_prompts_in_one_call(w):
 def test_script_keeps_answering_a_loop_until_it_ends(w):
     rid = w.start("loop")
     r = w.ok("answer", "--script", w.rules('- prompt: "again?"\n  answer: "once more"\n'))
-    assert "answered 4 prompt(s)" in r.stdout, r.output
+    assert "answered 4 prompts" in r.stdout, r.output
     assert w.show(rid)["output"] == {"rounds": 4}
 
 
@@ -226,11 +226,11 @@ def test_rule_matchers(w, rule, matches):
                                            name="rules.json"))
     run = w.show(rid)
     if matches:
-        assert "answered 1 prompt(s)" in r.stdout, r.output
+        assert "answered 1 prompt" in r.stdout, r.output
         assert run["vars"]["decision"] == {"response": "approve"}
         assert run["waiting"]["prompt"].startswith("Reason for 'approve'")
     else:
-        assert "answered 0 prompt(s)" in r.stdout, r.output
+        assert "answered 0 prompts" in r.stdout, r.output
         assert run["current_node"] == "decide" and "decision" not in run["vars"]
 
 
@@ -284,8 +284,8 @@ def test_rules_matching_nothing_answer_nothing_and_say_so(w):
     rid = w.start("approval", "title=Desk")
     before = w.snapshot()
     r = w.ok("answer", "--script", w.rules('- prompt: "Deploy to production?"\n  answer: "yes"\n'))
-    assert "answered 0 prompt(s)" in r.stdout, r.output
-    assert "1 prompt(s) left unanswered (no rule matched)" in r.stdout, r.output
+    assert "answered 0 prompts" in r.stdout, r.output
+    assert "1 prompt left unanswered (no rule matched)" in r.stdout, r.output
     assert "Approve expense 'Desk'" in r.stdout and rid[:8] in r.stdout
     assert r.stderr == ""
     assert w.snapshot() == before
@@ -299,7 +299,7 @@ def test_rules_matching_nothing_answer_nothing_and_say_so(w):
 
 def test_no_waiting_prompts_at_all(w):
     r = w.ok("answer", "--script", w.rules('- prompt: "x"\n  answer: "y"\n'))
-    assert "answered 0 prompt(s)" in r.stdout, r.output
+    assert "answered 0 prompts" in r.stdout, r.output
 
 
 VALID_FIRST = '- prompt: "Approve expense"\n  answer: approve\n'
@@ -374,7 +374,7 @@ def test_missing_rules_file(w):
 def test_rules_from_standard_input(w):
     rid = w.start("approval")
     r = w.ok("answer", "--script", "-", input=APPROVAL_RULES)
-    assert "answered 2 prompt(s)" in r.stdout, r.output
+    assert "answered 2 prompts" in r.stdout, r.output
     assert w.show(rid)["status"] == "completed"
 
 
@@ -392,7 +392,7 @@ def test_invalid_choice_in_a_rule_is_reported_exit_1_others_still_answered(w):
     line = error_line(r)
     assert bad[:8] in line and "invalid answer 'maybe'" in line
     assert "must be one of 'approve', 'reject'" in line
-    assert "answered 1 prompt(s)" in r.stdout, r.output
+    assert "answered 1 prompt" in r.stdout, r.output
     assert (w.show(bad), w.resumes(bad)) == before_bad  # refused: nothing recorded
     assert w.show(good)["vars"]["deploy"] == {"response": "yes"}
 
@@ -415,7 +415,7 @@ def test_answered_run_that_then_fails_exits_3(w):
     rid = w.start("fragile")
     r = w("answer", "--script", w.rules('- prompt: "Really explode?"\n  answer: "yes"\n'))
     assert r.exit_code == 3, r.output  # the command worked; a run it drove failed
-    assert "answered 1 prompt(s)" in r.stdout and "run failed" in r.stdout, r.output
+    assert "answered 1 prompt" in r.stdout and "run failed" in r.stdout, r.output
     run = w.show(rid)
     assert run["status"] == "failed" and "kaboom" in run["error"]
 
@@ -430,7 +430,7 @@ def test_script_answer_warns_when_the_workflow_changed_since_the_run_started(w):
     src.write_text(src.read_text(encoding="utf-8") + "\n# edited after the run started\n",
                    encoding="utf-8")
     r = w.ok("answer", "--script", w.rules(APPROVAL_RULES))
-    assert "answered 2 prompt(s)" in r.stdout, r.output
+    assert "answered 2 prompts" in r.stdout, r.output
     assert "warning: workflow 'approval' changed since run" in r.stderr, r.output
     assert w.show(rid)["status"] == "completed"
 
@@ -440,7 +440,7 @@ def test_run_option_restricts_to_that_run(w):
     b = w.start("approval", "title=Theirs")
     b_before = w.show(b)
     r = w.ok("answer", "--script", w.rules(APPROVAL_RULES), "--run", a[:10])
-    assert "answered 2 prompt(s)" in r.stdout, r.output
+    assert "answered 2 prompts" in r.stdout, r.output
     assert "Theirs" not in r.stdout
     assert w.show(a)["status"] == "completed"
     assert w.show(b) == b_before
@@ -461,7 +461,7 @@ def test_run_option_includes_the_runs_children(w):
 
     r = w.ok("answer", "--script",
              w.rules('- prompt: "Write a welcome note"\n  answer: "Welcome!"\n'), "--run", p)
-    assert "answered 1 prompt(s)" in r.stdout, r.output
+    assert "answered 1 prompt" in r.stdout, r.output
     assert child[:8] in r.stdout
     assert w.show(child)["status"] == "completed"
     parent = w.show(p)  # resumed by itself when the child completed
@@ -501,7 +501,7 @@ def test_interactive_answer_has_no_json_form(w):
     r = w("answer", "--json")
     assert r.exit_code == 2, r.output
     assert "--script" in error_line(r)
-    assert r.json()["error"]["code"] == 2
+    assert r.json()["error"]["code"] == "usage" and r.json()["error"]["exit"] == 2
 
 
 def test_interactive_answer_needs_a_terminal(w):
@@ -571,7 +571,7 @@ def test_interactive_answer_is_never_applied_to_a_newer_prompt_with_the_same_wai
 def test_start_with_answers_completes_approval_in_one_command(w):
     r = w.ok("start", "approval", "--set", "title=Laptop", "--set", "amount=1450",
              "--answers", w.rules(APPROVAL_RULES))
-    assert "answered 2 prompt(s)" in r.stdout, r.output
+    assert "answered 2 prompts" in r.stdout, r.output
     assert "started run" in r.stderr
     runs = w.ok("runs", "--json").json()
     assert len(runs) == 1 and runs[0]["status"] == "completed"
@@ -603,8 +603,8 @@ def test_start_with_answers_answers_the_childs_prompts_too(w):
 
 def test_start_with_answers_leaves_unmatched_prompt_waiting(w):
     r = w.ok("start", "approval", "--answers", w.rules(VALID_FIRST))
-    assert "answered 1 prompt(s)" in r.stdout, r.output
-    assert "1 prompt(s) left unanswered" in r.stdout, r.output
+    assert "answered 1 prompt" in r.stdout, r.output
+    assert "1 prompt left unanswered" in r.stdout, r.output
     assert "Reason for 'approve'" in r.stdout  # the card shows where the run now waits
 
 
@@ -708,11 +708,19 @@ def test_interpret_answer_menu(typed, response):
     assert ops.interpret_answer(_waiting(**MENU), typed) == {"response": response}
 
 
-@pytest.mark.parametrize("typed", ["0", "3", "-1", "maybe", "approved", ""])
+@pytest.mark.parametrize("typed", ["-1", "maybe", "approved", ""])
 def test_interpret_answer_menu_refuses_other_text(typed):
     with pytest.raises(InvalidChoiceError) as e:
         ops.interpret_answer(_waiting(**MENU), typed)
     assert "must be one of 'approve', 'reject'" in str(e.value)
+
+
+@pytest.mark.parametrize("typed", ["0", "3", "12"])
+def test_interpret_answer_menu_number_off_the_menu_says_which_numbers(typed):
+    with pytest.raises(InvalidChoiceError) as e:
+        ops.interpret_answer(_waiting(**MENU), typed)
+    assert f"there is no choice {typed}" in str(e.value) and "pick 1–2" in str(e.value)
+    assert "must be one of" not in str(e.value)
 
 
 def test_interpret_answer_menu_with_free_text_allowed():

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from cli_helpers import snapshot
+from cli_helpers import empty_config, snapshot
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 
@@ -42,7 +42,7 @@ def env(tmp_path: Path) -> Dict[str, str]:
     e.update({
         "ABSTRACTRT_DATA_DIR": str(tmp_path / "data"),
         "ABSTRACTRT_WORKFLOWS": str(EXAMPLES),
-        "ABSTRACTRT_CONFIG": str(tmp_path / "no-config.yaml"),
+        "ABSTRACTRT_CONFIG": empty_config(tmp_path),
         "ABSTRACTRT_ACTOR": "tester",
         "NO_COLOR": "1",
         "COLUMNS": "200",
@@ -200,7 +200,7 @@ def test_menu_refuses_invalid_choice_then_takes_number_then_free_text(
     rid = start(env, "approval", "title=New laptop", "amount=1450")
     t = terminal("answer")
 
-    card = t.expect("answer (number or text; empty to skip)> ")
+    card = t.expect("answer (number or text; empty to skip; Ctrl-D to stop)> ")
     assert "Approve expense 'New laptop' for 1450 EUR?" in card
     assert "1) approve" in card and "2) reject" in card
     assert rid in card
@@ -212,11 +212,11 @@ def test_menu_refuses_invalid_choice_then_takes_number_then_free_text(
     assert "Approve expense" not in refusal  # asked again in place, not the whole card
 
     t.type(typed)
-    reason_card = t.expect("answer (text; empty to skip)> ")
+    reason_card = t.expect("answer (text; empty to skip; Ctrl-D to stop)> ")
     assert f"Reason for '{verdict}'" in reason_card
 
     t.type("within budget, see ticket #42")
-    t.expect("answered 2 prompt(s)")
+    t.expect("answered 2 prompts")
     assert t.finish() == 0, t.transcript
     assert "Traceback" not in t.transcript
     assert f"{rid}  approval  completed" in t.transcript
@@ -251,7 +251,7 @@ def test_answer_run_asks_only_that_run(env, terminal):
     t.expect("Reason for 'reject'")
     t.expect("> ")
     t.type("too expensive")
-    t.expect("answered 2 prompt(s)")
+    t.expect("answered 2 prompts")
     assert t.finish() == 0, t.transcript
     assert "Chair B" not in t.transcript
 
@@ -265,7 +265,7 @@ def test_answer_parent_run_asks_its_childs_prompt(env, terminal):
     card = t.expect("> ")
     assert "Write a welcome note for Grace Hopper" in card
     t.type("Welcome aboard, Grace!")
-    t.expect("answered 1 prompt(s)")
+    t.expect("answered 1 prompt")
     assert t.finish() == 0, t.transcript
 
     run = state(env, parent)  # the parent resumed by itself when its child completed
@@ -284,7 +284,7 @@ def test_empty_line_and_ctrl_d_skip_and_change_nothing(env, terminal, tmp_path):
     t.type("")  # Enter on an empty line: skip this prompt
     assert "'Second'" in t.expect("> ")
     os.write(t.master, b"\x04")  # Ctrl-D at the start of a line: end of input, skip too
-    t.expect("answered 0 prompt(s)")
+    t.expect("answered 0 prompts")
     assert t.finish() == 0, t.transcript
 
     assert snapshot(tmp_path / "data") == before
@@ -319,7 +319,7 @@ def test_rich_terminal_output_still_answers(env, terminal):
     t.expect("Reason for 'approve'")
     t.expect("> ")
     t.type("ergonomics")
-    t.expect("answered 2 prompt(s)")
+    t.expect("answered 2 prompts")
     assert t.finish() == 0, t.transcript
     assert "\x1b[" in t.raw.decode("utf-8", "replace"), "expected rich styling in a terminal"
     assert state(env, rid)["output"]["reason"] == "ergonomics"

@@ -53,6 +53,7 @@ COMMANDS = [
     "cancel",
     "limits",
     "reindex",
+    "config",
 ]
 
 
@@ -295,7 +296,9 @@ def test_start_no_tick(cli):
     assert run["current_node"] == "submit"
     assert run["waiting"] is None
     assert run["vars"]["_limits"]["max_iterations"] == 25
-    assert cli.ok("ledger", run["run_id"], "--json").json() == []
+    # Only the start record: who started it, with which vars, from which workflow code.
+    [rec] = cli.ok("ledger", run["run_id"], "--json").json()
+    assert rec["kind"] == "start" and rec["actor_id"] == "tester"
 
 
 def test_start_max_steps(cli):
@@ -335,7 +338,7 @@ def test_start_with_answers_file(cli, tmp_path):
     assert run["status"] == "completed"
     assert run["output"]["approved"] is True and run["output"]["reason"] == "budget ok"
     r = cli.ok("start", "approval", "--answers", str(f))
-    assert "answered 2 prompt(s)" in r.stdout
+    assert "answered 2 prompts" in r.stdout
 
 
 # ---------------------------------------------------------------------------- tick
@@ -586,7 +589,7 @@ def test_emit_resumes_every_run_waiting_on_the_key(cli):
     for run in runs:
         assert run["waiting"]["wait_key"] == "ci:web:1.0.0"
     r = cli.ok("emit", "ci:web:1.0.0", "--set", "status=green", "--set", "build=1234")
-    assert r.stdout.splitlines()[0] == "emitted 'ci:web:1.0.0' to 3 run(s)"
+    assert r.stdout.splitlines()[0] == "emitted 'ci:web:1.0.0' to 3 runs"
     for run in runs:
         assert f"{run['run_id']}  deploy_gate  completed" in r.stdout
         st = cli.state(run["run_id"])
@@ -637,7 +640,9 @@ def test_waiting_plain_shows_prompt_choices_key_since_and_command(cli):
     assert "Prompt:" in out and "Approve expense 'Laptop' for 1450 EUR?" in out
     assert re.search(r"Choices:\s+1\) approve\n\s+2\) reject", out), out
     assert f"Wait key:      approval:{rid}" in out or f"approval:{rid}" in out
-    assert re.search(r"Waiting since: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+s ago\)", out), out
+    # Local time with its offset: people see their own clock, never an ambiguous one.
+    assert re.search(r"Waiting since: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d \(\d+s ago\)",
+                     out), out
     cmd_line = next(ln for ln in out.splitlines() if "→" in ln)
     cmd = cmd_line.split("→", 1)[1].strip()
     assert cmd == f"abstractrt resume {rid} --answer approve"
@@ -661,7 +666,10 @@ def test_waiting_shows_event_timer_and_job_commands(cli):
     out = cli.ok("waiting").stdout
     assert "abstractrt emit ci:web:1.0.0 --payload '{}'" in out
     assert f"abstractrt tick {tm['run_id']}" in out
-    assert "Due:" in out and until.strftime("%Y-%m-%d %H:%M:%S UTC") in out and "(in 1h 59m" in out
+    local = until.astimezone()
+    z = local.strftime("%z")
+    assert "Due:" in out and local.strftime("%Y-%m-%d %H:%M:%S ") + f"{z[:3]}:{z[3:]}" in out
+    assert "(in 1h 59m" in out
     assert f"abstractrt resume {job['run_id']} --payload-file result.json" in out
     assert f"run {ev['run_id'][:8]} · deploy_gate · wait_ci" in out
 
@@ -682,7 +690,7 @@ def test_waiting_filters_and_json(cli):
         a["run_id"]
     ]
     assert cli.ok("waiting", "--reason", "job", "--json").json() == []
-    assert cli.ok("waiting", "--workflow", "nope").stdout.strip() == "no waiting runs"
+    assert cli.ok("waiting", "--workflow", "nope").stdout.strip() == f"no waiting runs in {cli.data_dir}"
     out = cli.ok("waiting", "--reason", "user").stdout
     assert a["run_id"] in out and d["run_id"] not in out
 
@@ -731,10 +739,10 @@ def test_runs_newest_first_with_filters_and_limit(cli):
     assert [ln.split()[0] for ln in out[1:]] == [x["run_id"][:8] for x in (d, c, b, a)]
     row_a = out[4]
     assert "approval" in row_a and "waiting" in row_a and "user: Approve expense" in row_a
-    assert "event: CI result for web 1.0.0" in out[3]
+    assert "event ci:web:1.0.0" in out[3]  # the wait key to emit, its reason said once
     out = cli.ok("runs", "--limit", "1").stdout.splitlines()
     assert len(out) == 2
-    assert cli.ok("runs", "--status", "failed").stdout.strip() == "no runs"
+    assert cli.ok("runs", "--status", "failed").stdout.strip() == f"no matching runs in {cli.data_dir}"
 
 
 def test_runs_shows_error_of_failed_run(cli):
@@ -770,7 +778,7 @@ def test_show_plain(cli):
         "Limits:",
         "iterations 0/25",
         "Ledger:",
-        "1 records at last checkpoint",
+        "2 records at last checkpoint",  # the start record and the prompt
         "Vars:",
         '"title": "Laptop"',
         f"→ abstractrt resume {rid} --answer approve",
@@ -822,14 +830,18 @@ def test_ledger_timeline(cli):
     cli.ok("resume", rid, "--answer", "approve")
     cli.ok("resume", rid, "--answer", "fine by me")
     out = cli.ok("ledger", rid).stdout.splitlines()
-    assert out[0] == f"ledger of run {rid} (approval, completed): 5 records"
+    assert out[0] == f"ledger of run {rid} (approval, completed): 6 records"
     assert out[1].split() == ["#", "TIME", "NODE", "WHAT", "STATUS", "TRY", "TOOK", "DETAIL"]
-    rows = out[2:]
+    start, *rows = out[2:]
     assert len(rows) == 5
-    assert rows[0].split()[:7] == [
-        "0",
+    assert start.split()[0] == "0" and "start" in start and "by tester" in start
+    # A local time with its offset: 2026-12-01 21:12:03 +01:00
+    assert re.match(r"\d +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d ", rows[0]), rows[0]
+    assert rows[0].split()[:8] == [
+        "1",
         rows[0].split()[1],
         rows[0].split()[2],
+        rows[0].split()[3],
         "decide",
         "ask_user",
         "waiting",
@@ -847,7 +859,7 @@ def test_ledger_json_raw_records(cli):
     rid = approval_waiting(cli)["run_id"]
     cli.ok("resume", rid, "--answer", "approve")
     recs = cli.ok("ledger", rid, "--json").json()
-    assert isinstance(recs, list) and len(recs) == 3
+    assert isinstance(recs, list) and len(recs) == 4
     for key in (
         "run_id",
         "step_id",
@@ -866,9 +878,10 @@ def test_ledger_json_raw_records(cli):
         "record_hash",
     ):
         assert key in recs[0], key
-    assert [r["seq"] for r in recs] == [0, 1, 2]
+    assert [r["seq"] for r in recs] == [0, 1, 2, 3]
     assert recs[0]["prev_hash"] is None and recs[1]["prev_hash"] == recs[0]["record_hash"]
-    assert recs[0]["effect"]["type"] == "ask_user"
+    assert recs[0]["kind"] == "start"
+    assert recs[1]["effect"]["type"] == "ask_user"
     assert verify_ledger_chain(recs)["ok"]
 
 
@@ -877,9 +890,10 @@ def test_ledger_verify_ok(cli):
     cli.ok("resume", rid, "--answer", "approve")
     with unchanged(cli):
         r = cli.ok("ledger", rid, "--verify")
-    assert r.stdout.strip() == f"ledger of run {rid} verified: 3 records, chain intact"
+    assert r.stdout.strip() == (f"ledger of run {rid} verified: 4 records, chain intact; "
+                                "checkpointed state proved; unsigned")
     doc = cli.ok("ledger", rid, "--verify", "--json").json()
-    assert doc["ok"] is True and doc["count"] == 3 and doc["run_id"] == rid
+    assert doc["ok"] is True and doc["count"] == 4 and doc["run_id"] == rid
     assert doc["first_bad_index"] is None
 
 
@@ -889,20 +903,20 @@ def test_ledger_verify_fails_naming_the_edited_record(cli):
     cli.ok("resume", rid, "--answer", "ok")
     path = cli.ledger_file(rid)
     lines = path.read_text().splitlines(keepends=True)
-    rec = json.loads(lines[1])
+    rec = json.loads(lines[2])
     assert rec["kind"] == "resume"
-    lines[1] = lines[1].replace('"approve"', '"reject"')
-    assert lines[1] != json.dumps(rec)
+    lines[2] = lines[2].replace('"approve"', '"reject"')
+    assert lines[2] != json.dumps(rec)
     path.write_text("".join(lines))
     with unchanged(cli):
         r = cli("ledger", rid, "--verify")
-        line = assert_one_line_error(r, 1, rid, "record 1", rec["step_id"], "record hash mismatch")
+        line = assert_one_line_error(r, 1, rid, "record 2", rec["step_id"], "record hash mismatch")
     assert r.stdout == ""
     assert "failed verification" in line
     r = cli("ledger", rid, "--verify", "--json")
     assert r.exit_code == 1
     doc = r.json()
-    assert doc["ok"] is False and doc["first_bad_index"] == 1
+    assert doc["ok"] is False and doc["first_bad_index"] == 2
     assert doc["first_bad_step_id"] == rec["step_id"]
 
 
@@ -1036,7 +1050,8 @@ def test_ambiguous_prefix_lists_candidates(cli):
     assert cli.ok("show", "abcdef02-r", "--json").json()["run_id"] == b
     assert cli.ok("show", "abcxyz", "--json").json()["run_id"] == c
     r = cli("show", "abcdef", "--json")
-    assert r.json()["error"]["code"] == 1 and a in r.json()["error"]["message"]
+    doc = r.json()["error"]
+    assert (doc["code"], doc["exit"]) == ("run_ambiguous", 1) and a in doc["message"]
 
 
 def test_prefix_shorter_than_six_is_refused(cli):
@@ -1098,7 +1113,7 @@ def test_json_never_mixes_messages_into_stdout(cli):
 
 def test_config_file_supplies_dirs(cli, tmp_path, monkeypatch):
     data = tmp_path / "from-config-data"
-    cli.config.parent.mkdir(parents=True)
+    cli.config.parent.mkdir(parents=True, exist_ok=True)
     cli.config.write_text(f"data_dir: {data}\nworkflows_dir: {cli.workflows_dir}\n")
     monkeypatch.delenv("ABSTRACTRT_DATA_DIR")
     monkeypatch.delenv("ABSTRACTRT_WORKFLOWS")
@@ -1145,12 +1160,11 @@ def test_rich_output_in_a_terminal(cli, monkeypatch):
 
 
 def test_rich_progress_for_a_big_tick_all(cli, monkeypatch):
-    from abstractrt_cli.cli import app as app_module
     from abstractrt_cli.cli import render
 
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.setattr(render, "is_plain", lambda: False)
-    for i in range(app_module._ProgressBar.THRESHOLD):
+    for i in range(render.ProgressBar.THRESHOLD):
         cli.start_with_id("deploy_gate", f"bulk-{i:03d}")
     r = cli.ok("tick", "--all")
     assert "20 moved (0 completed, 20 waiting" in " ".join(r.stdout.split()), r.output

@@ -56,8 +56,11 @@ def refused(cli, code, args, *needles, input=None):
         rj = cli(*args, "--json", input=input)
         assert_one_line_error(rj, code, *needles)
         doc = rj.json()
-        assert doc == {"error": {"code": code, "message": doc["error"]["message"]}}, rj.output
-        assert line.startswith("error: " + doc["error"]["message"]), rj.output
+        err = doc["error"]
+        assert set(doc) == {"error"} and set(err) <= {"code", "exit", "message", "hint"}, rj.output
+        assert err["exit"] == code, rj.output
+        assert isinstance(err["code"], str) and err["code"].isidentifier(), rj.output
+        assert line == "error: " + err["message"] + (f" ({err['hint']})" if "hint" in err else ""), rj.output
     return line
 
 
@@ -164,7 +167,9 @@ def test_invalid_choice(cli, waiting_run):
         "'approve', 'reject'",
     )
     # No response at all is not a choice either.
-    refused(cli, 1, ["resume", waiting_run, "--set", "note=hi"], "invalid answer None")
+    line = refused(cli, 1, ["resume", waiting_run, "--set", "note=hi"], "no answer for run",
+                   "'approve', 'reject'")
+    assert "None" not in line
 
 
 def test_emit_refuses_all_when_one_run_refuses(cli, waiting_run):
@@ -365,16 +370,17 @@ def test_ledger_verification_failed(cli, waiting_run):
     cli.ok("resume", waiting_run, "--answer", "approve")
     path = cli.ledger_file(waiting_run)
     lines = path.read_text().splitlines(keepends=True)
-    rec = json.loads(lines[0])
-    lines[0] = lines[0].replace("Approve expense", "Approve EXPENSE")
+    i = next(n for n, line in enumerate(lines) if "Approve expense" in line)  # after the start record
+    rec = json.loads(lines[i])
+    lines[i] = lines[i].replace("Approve expense", "Approve EXPENSE")
     path.write_text("".join(lines))
     with unchanged(cli):
         r = cli("ledger", waiting_run, "--verify")
-        assert_one_line_error(r, 1, waiting_run, "record 0", rec["step_id"], "record hash mismatch")
+        assert_one_line_error(r, 1, waiting_run, f"record {i}", rec["step_id"], "record hash mismatch")
         r = cli("ledger", waiting_run, "--verify", "--json")
         assert r.exit_code == 1
         doc = r.json()
-        assert doc["ok"] is False and doc["first_bad_index"] == 0
+        assert doc["ok"] is False and doc["first_bad_index"] == i
         assert doc["first_bad_step_id"] == rec["step_id"]
 
 
@@ -597,7 +603,9 @@ def test_busy_run_exits_4(cli, waiting_run):
             # In-process too, with the --json error document.
             r = cli("tick", running, "--json")
             assert_one_line_error(r, 4, running, "busy")
-            assert r.json() == {"error": {"code": 4, "message": r.json()["error"]["message"]}}
+            assert r.json() == {"error": {"code": "run_busy", "exit": 4,
+                                          "message": r.json()["error"]["message"],
+                                          "hint": "try again later"}}
             assert "busy" in r.json()["error"]["message"]
         # Reading is never blocked by a lock.
         assert cli.ok("show", waiting_run, "--json").json()["status"] == "waiting"
@@ -667,13 +675,13 @@ def test_answers_with_no_tick_is_a_usage_error(cli, waiting_run, tmp_path):
 
 
 def test_malformed_config_file(cli, monkeypatch):
-    cli.config.parent.mkdir(parents=True)
+    cli.config.parent.mkdir(parents=True, exist_ok=True)
     cli.config.write_text("data_dir: [unclosed\n")
     monkeypatch.delenv("ABSTRACTRT_DATA_DIR")
     r = cli("runs")
-    assert_one_line_error(r, 1, "config file", str(cli.config))
+    assert_one_line_error(r, 2, "config file", str(cli.config))  # exit 2: how it was called
     cli.config.write_text("datadir: /tmp/x\n")
-    assert_one_line_error(cli("runs"), 1, "unknown key(s) datadir")
+    assert_one_line_error(cli("runs"), 2, "unknown key(s) datadir")
 
 
 # ---------------------------------------------------------------------------- failed runs
@@ -691,12 +699,12 @@ def test_failed_run_exit_3_is_not_an_error_line(cli):
 
 def test_no_traceback_for_internal_errors_unless_debug(cli, monkeypatch):
     # A bug (here: a store that explodes) is reported in one line; ABSTRACTRT_DEBUG shows it.
-    from abstractrt_cli import ops
+    from abstractrt_cli.ops import queries
 
     def boom(*a, **k):
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(ops, "list_runs", boom)
+    monkeypatch.setattr(queries, "list_runs", boom)
     r = cli("runs")
     assert r.exit_code == 1, r.output
     assert r.stderr.startswith("error: internal error: ZeroDivisionError: simulated bug")

@@ -1,4 +1,5 @@
-"""With --json, stdout is exactly one JSON document even when workflow code prints."""
+"""stdout is the command's own output: what workflow code prints goes to stderr, with or
+without --json (issue 9: `tick --all --quiet` was not quiet)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+from cli_helpers import empty_config
 
 NOISY = '''
 from abstractrt_cli import Effect, EffectType, StepPlan, WorkflowSpec
@@ -27,12 +30,12 @@ def _abstractrt() -> list:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "abstractrt_cli"]
 
 
-def test_prints_in_workflow_code_go_to_stderr_under_json(tmp_path: Path) -> None:
+def test_prints_in_workflow_code_go_to_stderr(tmp_path: Path) -> None:
     wf = tmp_path / "workflows"
     wf.mkdir()
     (wf / "noisy.py").write_text(NOISY, encoding="utf-8")
     env = {"PATH": "/usr/bin:/bin", "ABSTRACTRT_DATA_DIR": str(tmp_path / "data"),
-           "ABSTRACTRT_WORKFLOWS": str(wf), "ABSTRACTRT_CONFIG": str(tmp_path / "none.yaml"),
+           "ABSTRACTRT_WORKFLOWS": str(wf), "ABSTRACTRT_CONFIG": empty_config(tmp_path),
            "ABSTRACTRT_ACTOR": "tester", "NO_COLOR": "1"}
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -49,6 +52,16 @@ def test_prints_in_workflow_code_go_to_stderr_under_json(tmp_path: Path) -> None
     assert json.loads(resumed.stdout)["output"] == {"go": "yes"}
     assert "node end is running" in resumed.stderr
 
-    # Without --json, the person sees the prints where they happen.
+    # Without --json too: the person still sees the prints (on stderr), and stdout holds
+    # only the command's own output.
     plain = run("start", "noisy")
-    assert "node ask is running" in plain.stdout
+    assert plain.returncode == 0, plain.stderr
+    assert "node ask is running" in plain.stderr and "node ask is running" not in plain.stdout
+    assert "Go?" in plain.stdout
+
+    # A cron tick with --quiet prints only its summary line on stdout, even when nodes print.
+    run("start", "noisy", "--no-tick")
+    quiet = run("tick", "--all", "--quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.startswith("tick --all: 1 moved"), quiet.stdout
+    assert "node ask is running" not in quiet.stdout and "node ask is running" in quiet.stderr

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from cli_helpers import Result, invoked
+from cli_helpers import Result, empty_config, invoked
 from typer.testing import CliRunner
 
 from abstractrt_cli.core.timeutil import parse_timestamp
@@ -32,7 +32,7 @@ class CLI:
                 monkeypatch.delenv(k)
         for k, v in {"ABSTRACTRT_DATA_DIR": str(tmp / "data"),
                      "ABSTRACTRT_WORKFLOWS": str(EXAMPLES),
-                     "ABSTRACTRT_CONFIG": str(tmp / "no-config.yaml"),
+                     "ABSTRACTRT_CONFIG": empty_config(tmp),
                      "ABSTRACTRT_ACTOR": "tester", "NO_COLOR": "1", "COLUMNS": "200"}.items():
             monkeypatch.setenv(k, v)
         monkeypatch.chdir(tmp)  # relative paths (result.json) resolve here
@@ -209,7 +209,7 @@ def test_deploy_gate_one_event_resumes_every_run_on_the_key(cli):
     assert "abstractrt emit ci:web:1.0.0" in listed
 
     r = cli.ok("emit", "ci:web:1.0.0", "--set", "status=green")
-    assert "emitted 'ci:web:1.0.0' to 2 run(s)" in r.stdout, r.output
+    assert "emitted 'ci:web:1.0.0' to 2 runs" in r.stdout, r.output
     for rid in (a, b):
         out = cli.show(rid)["output"]
         assert out == {"service": "web", "version": "1.0.0", "deployed": True,

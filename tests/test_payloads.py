@@ -247,7 +247,8 @@ def test_payload_sources_are_exclusive(given: dict) -> None:
 
 
 def test_each_payload_source(tmp_path: Path) -> None:
-    assert build_payload() == {}
+    assert build_payload(required=False) == {}
+    assert build_payload(payload="{}") == {}  # an empty payload, on purpose
     assert build_payload(payload='{"a": 1}') == {"a": 1}
     assert build_payload(answer="yes") == {"response": "yes"}
     assert build_payload(answer="") == {"response": ""}
@@ -299,3 +300,150 @@ def test_set_values_that_are_not_standard_json_stay_text():
 
     assert parse_set_pairs(["x=NaN", "y=Infinity", "z=-Infinity"]) == {
         "x": "NaN", "y": "Infinity", "z": "-Infinity"}
+
+
+def test_a_payload_source_is_required() -> None:
+    """Issue 9, bug 1: no payload option silently resumed with {} (it consumed an LLM job)."""
+    with pytest.raises(UsageError) as info:
+        build_payload()
+    assert info.value.exit_code == 2
+    for option in ("--payload", "--payload-file", "--answer", "--set"):
+        assert option in str(info.value)
+    assert "--payload '{}'" in str(info.value)
+
+
+# --------------------------------------------------------------------------- limits (PRODUCT §5a)
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    path = write(tmp_path, "bomb.yaml", BILLION_LAUGHS)
+    t0 = time.perf_counter()
+    with pytest.raises(PayloadError) as info:
+        load_object_file(path)
+    assert time.perf_counter() - t0 < 0.5  # refused by counting, never expanded
+    assert str(path) in str(info.value) and "alias" in str(info.value)
+    assert info.value.exit_code == 1
+
+
+def test_yaml_aliases_within_bounds_still_work(tmp_path: Path) -> None:
+    path = write(tmp_path, "ok.yaml", "base: &b {region: eu, size: 2}\nweb: *b\ndb: *b\n")
+    assert load_object_file(path) == {"base": {"region": "eu", "size": 2},
+                                      "web": {"region": "eu", "size": 2},
+                                      "db": {"region": "eu", "size": 2}}
+
+
+def test_too_many_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    from abstractrt_cli.payloads import MAX_YAML_ALIASES
+
+    items = ", ".join(["*x"] * (MAX_YAML_ALIASES + 1))
+    path = write(tmp_path, "many.yaml", f"x: &x 1\nys: [{items}]\n")
+    with pytest.raises(PayloadError, match="aliases"):
+        load_object_file(path)
+
+
+def test_a_recursive_yaml_document_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "loop.yaml", "a: &a [1, *a]\n")
+    with pytest.raises(PayloadError, match="refers to itself"):
+        load_object_file(path)
+
+
+@pytest.mark.parametrize("depth", [201, 1_000, 50_000])
+@pytest.mark.parametrize("kind", ["json-inline", "json-file", "yaml-flow", "yaml-block"])
+def test_deep_nesting_is_refused_without_recursion_error(tmp_path: Path, kind: str,
+                                                         depth: int) -> None:
+    from abstractrt_cli.payloads import MAX_DEPTH
+
+    assert depth > MAX_DEPTH
+    if kind == "yaml-block":
+        if depth > 1_000:
+            pytest.skip("block nesting grows with the square of the depth: 1,000 is plenty")
+        text = "".join(f"{' ' * i}k:\n" for i in range(depth)) + f"{' ' * depth}v\n"
+    elif kind == "yaml-flow":  # not JSON, so it is YAML's parser that meets the depth
+        text = "a: " + "[" * (depth - 1) + "]" * (depth - 1) + "\n"
+    else:
+        text = '{"a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+    with pytest.raises(PayloadError, match=f"nested more than {MAX_DEPTH} levels"):
+        if kind == "json-inline":
+            build_payload(payload=text)
+        else:
+            name = "deep.json" if kind == "json-file" else "deep.yaml"
+            load_object_file(write(tmp_path, name, text))
+
+
+def test_nesting_within_the_bound_is_fine() -> None:
+    from abstractrt_cli.payloads import MAX_DEPTH
+
+    text = '{"a": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}"
+    assert build_payload(payload=text)["a"] is not None
+
+
+@pytest.mark.parametrize("text", ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}',
+                                  '{"x": 1e400}'])
+def test_nan_and_infinity_are_refused_in_json(tmp_path: Path, text: str) -> None:
+    with pytest.raises(PayloadError, match="NaN and Infinity are not JSON"):
+        build_payload(payload=text)
+    with pytest.raises(PayloadError, match="NaN and Infinity are not JSON"):
+        load_object_file(write(tmp_path, "p.json", text))
+
+
+@pytest.mark.parametrize("text", ["x: .nan\n", "x: .inf\n", "x: -.Inf\n", "x: !!float nan\n",
+                                  "x: [1, .NaN]\n"])
+def test_nan_and_infinity_are_refused_in_yaml(tmp_path: Path, text: str) -> None:
+    with pytest.raises(PayloadError, match="NaN and Infinity are not JSON"):
+        load_object_file(write(tmp_path, "p.yaml", text))
+
+
+def test_payload_size_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABSTRACTRT_MAX_PAYLOAD", "1k")
+    small = '{"a": "' + "x" * 900 + '"}'
+    big = '{"a": "' + "x" * 1100 + '"}'
+    assert build_payload(payload=small)["a"].startswith("x")
+    with pytest.raises(PayloadError, match="more than the limit of 1.0 kB") as info:
+        build_payload(payload=big)
+    assert "ABSTRACTRT_MAX_PAYLOAD" in str(info.value)
+    path = write(tmp_path, "big.json", big)
+    with pytest.raises(PayloadError, match=f"payload file {path} is 1.1 kB, more than"):
+        load_object_file(path)
+    with pytest.raises(PayloadError, match="standard input"):
+        load_object_file("-", stdin=io.StringIO(big))
+    with pytest.raises(PayloadError):
+        build_payload(answer="y" * 2000)
+    with pytest.raises(PayloadError):
+        build_vars(vars_json=big, vars_file=None, sets=None)
+
+
+def test_payload_size_cap_defaults_to_16_mb(monkeypatch: pytest.MonkeyPatch) -> None:
+    from abstractrt_cli.payloads import max_payload_bytes
+
+    monkeypatch.delenv("ABSTRACTRT_MAX_PAYLOAD", raising=False)
+    assert max_payload_bytes() == 16 * 1024 * 1024
+    for text, n in (("500k", 500 * 1024), ("2M", 2 * 1024 ** 2), ("1048576", 1048576),
+                    ("1.5mb", int(1.5 * 1024 ** 2))):
+        monkeypatch.setenv("ABSTRACTRT_MAX_PAYLOAD", text)
+        assert max_payload_bytes() == n
+
+
+@pytest.mark.parametrize("bad", ["lots", "-1", "0", "12q", "nan"])
+def test_a_bad_payload_size_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatch,
+                                                      bad: str) -> None:
+    from abstractrt_cli.errors import ConfigError
+    from abstractrt_cli.payloads import max_payload_bytes
+
+    monkeypatch.setenv("ABSTRACTRT_MAX_PAYLOAD", bad)
+    with pytest.raises(ConfigError, match="ABSTRACTRT_MAX_PAYLOAD"):
+        max_payload_bytes()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_helpers import empty_config
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def test_readme_greet_workflow_runs_through_the_cli(tmp_path: Path, monkeypatch)
     (wf_dir / "greet.py").write_text(_python_blocks()[0], encoding="utf-8")
     monkeypatch.setenv("ABSTRACTRT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ABSTRACTRT_WORKFLOWS", str(wf_dir))
-    monkeypatch.setenv("ABSTRACTRT_CONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.setenv("ABSTRACTRT_CONFIG", empty_config(tmp_path))
     runner = CliRunner()
     r = runner.invoke(app, ["start", "greet", "--json"])
     assert r.exit_code == 0, r.output

@@ -42,8 +42,11 @@ def write_config(path: Path, text: str) -> Path:
 def test_defaults_with_no_option_env_or_config(tmp_path: Path) -> None:
     s = resolve()
     assert s.data_dir == tmp_path / "xdg-data" / "abstractrt"
-    assert s.workflows_dir == Path("workflows")
+    assert s.workflows_dir == Path.cwd() / "workflows"  # absolute: messages name the real dir
     assert (s.data_dir_from, s.workflows_dir_from) == ("default", "default")
+    assert (s.store, s.store_from) == (None, "default")
+    assert s.config_file == tmp_path / "xdg-config" / "abstractrt" / "config.yaml"
+    assert s.config_file_from == "default"
 
 
 def test_default_locations_follow_platformdirs(monkeypatch: pytest.MonkeyPatch,
@@ -75,7 +78,7 @@ def test_default_config_file_under_home_without_xdg(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("XDG_DATA_HOME")
     write_config(clean_env / ".config" / "abstractrt" / "config.yaml", "workflows_dir: flows\n")
     s = resolve()
-    assert s.workflows_dir == Path("flows") and s.workflows_dir_from == "config"
+    assert s.workflows_dir == Path.cwd() / "flows" and s.workflows_dir_from == "config"
     assert s.data_dir == clean_env / ".local" / "share" / "abstractrt"
 
 
@@ -94,7 +97,7 @@ def test_precedence_for_each_setting_independently(tmp_path: Path,
     config = tmp_path / "conf" / "config.yaml"
     monkeypatch.setenv("ABSTRACTRT_CONFIG", str(config))
     defaults = {"data_dir": tmp_path / "xdg-data" / "abstractrt",
-                "workflows_dir": Path("workflows")}
+                "workflows_dir": Path.cwd() / "workflows"}
     checked = 0
     for data_levels, wf_levels in itertools.product(COMBOS, COMBOS):
         present = {"data_dir": data_levels, "workflows_dir": wf_levels}
@@ -125,7 +128,7 @@ def test_precedence_for_each_setting_independently(tmp_path: Path,
 def test_empty_environment_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABSTRACTRT_WORKFLOWS", "")
     s = resolve()
-    assert s.workflows_dir == Path("workflows") and s.workflows_dir_from == "default"
+    assert s.workflows_dir == Path.cwd() / "workflows" and s.workflows_dir_from == "default"
 
 
 # --------------------------------------------------------------------------- reading the config
@@ -145,9 +148,10 @@ def test_config_is_not_read_when_option_or_env_gives_both(
     config = write_config(tmp_path / "config.yaml", BAD_CONFIGS[kind])
     monkeypatch.setenv("ABSTRACTRT_CONFIG", str(config))
 
-    s = resolve(data_dir=tmp_path / "d", workflows_dir=tmp_path / "w")
-    assert (s.data_dir_from, s.workflows_dir_from) == ("option", "option")
+    s = resolve(data_dir=tmp_path / "d", workflows_dir=tmp_path / "w", store=str(tmp_path / "s"))
+    assert (s.data_dir_from, s.workflows_dir_from, s.store_from) == ("option", "option", "option")
 
+    monkeypatch.setenv("ABSTRACTRT_STORE", str(tmp_path / "es"))
     monkeypatch.setenv("ABSTRACTRT_DATA_DIR", str(tmp_path / "ed"))
     monkeypatch.setenv("ABSTRACTRT_WORKFLOWS", str(tmp_path / "ew"))
     s = resolve()
@@ -170,6 +174,7 @@ def test_config_is_not_read_at_all_when_not_needed(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(settings, "read_config_file", boom)
     monkeypatch.setenv("ABSTRACTRT_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("ABSTRACTRT_STORE", str(tmp_path / "s"))
     s = resolve(workflows_dir=tmp_path / "w")
     assert s.data_dir == tmp_path / "d"
 
@@ -185,7 +190,8 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path: Path) -> None:
     assert str(path) in msg and "not valid YAML" in msg
     assert msg.endswith("at line 4"), msg  # the flow sequence is still open at the end
     assert "\n" not in msg
-    assert isinstance(info.value, AbstractRTError) and info.value.exit_code == 1
+    # Exit 2: a wrong config file is how the command was called (PRODUCT.md §4).
+    assert isinstance(info.value, AbstractRTError) and info.value.exit_code == 2
 
 
 def test_yaml_error_line_is_where_the_problem_is(tmp_path: Path) -> None:
@@ -254,11 +260,59 @@ def test_empty_config_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert resolve().workflows_dir_from == "default"
 
 
-def test_missing_config_file_means_defaults(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ABSTRACTRT_CONFIG", str(tmp_path / "nope.yaml"))
-    s = resolve()
-    assert (s.data_dir_from, s.workflows_dir_from) == ("default", "default")
+def test_missing_named_config_file_is_an_error_even_when_not_needed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in a crontab's ABSTRACTRT_CONFIG must not go unnoticed (issue 9, bug 8)."""
+    missing = tmp_path / "nope.yaml"
+    monkeypatch.setenv("ABSTRACTRT_CONFIG", str(missing))
+    for kwargs in ({}, {"data_dir": tmp_path / "d", "workflows_dir": tmp_path / "w",
+                        "store": str(tmp_path / "s")}):
+        with pytest.raises(ConfigError) as info:
+            resolve(**kwargs)
+        assert str(missing) in str(info.value) and "does not exist" in str(info.value)
+        assert info.value.exit_code == 2
+    (tmp_path / "adir").mkdir()
+    monkeypatch.setenv("ABSTRACTRT_CONFIG", str(tmp_path / "adir"))
+    with pytest.raises(ConfigError, match="is not a file"):
+        resolve()
+
+
+def test_missing_default_config_file_means_defaults() -> None:
+    s = resolve()  # the fixture's XDG config dir holds no config.yaml
+    assert (s.data_dir_from, s.workflows_dir_from, s.store_from) == ("default",) * 3
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@pytest.mark.parametrize("level", ["option", "env", "config"])
+def test_store_setting_and_its_source(level: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql://rt:secret@db.example:5432/rt"
+    config = write_config(tmp_path / "c.yaml", f"store: {url}\n" if level == "config" else "")
+    monkeypatch.setenv("ABSTRACTRT_CONFIG", str(config))
+    if level == "env":
+        monkeypatch.setenv("ABSTRACTRT_STORE", url)
+    s = resolve(store=url if level == "option" else None)
+    assert (s.store, s.store_from) == (url, level)
+    assert (s.config_file, s.config_file_from) == (config, "env")
+    shown = {row["setting"]: row for row in s.describe()}
+    assert shown["store"]["value"] == "postgresql://rt:***@db.example:5432/rt"  # no password
+    assert shown["store"]["from"] == level
+    assert shown["config_file"] == {"setting": "config_file", "value": str(config),
+                                    "from": "env", "exists": True}
+
+
+def test_a_store_directory_is_made_absolute(monkeypatch: pytest.MonkeyPatch,
+                                            clean_env: Path) -> None:
+    assert resolve(store="~/rt-store").store == str(clean_env / "rt-store")
+    assert resolve(store="rel").store == str(Path.cwd() / "rel")
+
+
+def test_store_must_be_a_string_in_the_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "config.yaml", "store: 5\n")
+    with pytest.raises(ConfigError, match="store must be a string"):
+        read_config_file(path)
 
 
 # --------------------------------------------------------------------------- ~

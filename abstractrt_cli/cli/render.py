@@ -3,6 +3,10 @@
 Views are built from neutral pieces (tables and cards) and printed either plainly —
 when stdout is not a terminal or ``NO_COLOR`` is set, without importing rich at all — or
 with rich in a terminal. ``--json`` output goes through ``print_json`` only.
+
+While a command runs, ``sys.stdout`` is pointed at stderr (``command_output``): whatever
+else prints (a ``print()`` in a workflow's node) never lands in the output a script or
+``--quiet`` relies on. Everything here writes to the real stdout (``out()``).
 """
 
 from __future__ import annotations
@@ -19,36 +23,54 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.timeutil import parse_timestamp
 
+_STDOUT: Optional[Any] = None  # the real stdout while a command runs
+
+
+def out() -> Any:
+    """Where output for the person or program goes: the real stdout."""
+    return _STDOUT or sys.stdout
+
 
 def is_plain() -> bool:
     if os.environ.get("NO_COLOR"):
         return True
     try:
-        return not sys.stdout.isatty()
+        return not out().isatty()
     except (AttributeError, ValueError):
         return True
 
 
-_JSON_STREAM: Optional[Any] = None  # the real stdout while a --json command runs
-
-
 def print_json(data: Any) -> None:
-    stream = _JSON_STREAM or sys.stdout
+    stream = out()
     stream.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
     stream.flush()
 
 
+def flush() -> None:
+    out().flush()
+
+
 @contextmanager
-def json_output() -> Iterator[None]:
-    """Keep stdout for the one JSON document: anything else printed (say, a ``print()``
-    in a workflow's node) goes to stderr meanwhile."""
-    global _JSON_STREAM
-    saved, _JSON_STREAM = _JSON_STREAM, sys.stdout
+def command_output() -> Iterator[None]:
+    """Keep stdout for the command's own output: anything else printed meanwhile (say, a
+    ``print()`` in a workflow's node) goes to stderr."""
+    global _STDOUT
+    saved, _STDOUT = _STDOUT, sys.stdout
     try:
         with redirect_stdout(sys.stderr):
             yield
     finally:
-        _JSON_STREAM = saved
+        _STDOUT = saved
+
+
+@contextmanager
+def real_stdout() -> Iterator[None]:
+    """``sys.stdout`` back to the real one for a moment (``input()`` prompts on it)."""
+    if _STDOUT is None:
+        yield
+        return
+    with redirect_stdout(_STDOUT):
+        yield
 
 
 def err(message: str) -> None:
@@ -88,12 +110,12 @@ class Printer:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(highlight=False, soft_wrap=False)
+            self._console = Console(file=out(), highlight=False, soft_wrap=False)
         return self._console
 
     def line(self, text: str = "", style: Optional[str] = None) -> None:
         if self.plain:
-            sys.stdout.write(text + "\n")
+            out().write(text + "\n")
         else:
             from rich.text import Text
 
@@ -102,15 +124,15 @@ class Printer:
     def table(self, t: Table) -> None:
         if self.plain:
             if t.title:
-                sys.stdout.write(t.title + "\n")
+                out().write(t.title + "\n")
             widths = [len(c) for c in t.columns]
             for row in t.rows:
                 for i, cell in enumerate(row):
                     widths[i] = max(widths[i], len(cell))
             fmt = "  ".join("{:<%d}" % w for w in widths)
-            sys.stdout.write(fmt.format(*[c.upper() for c in t.columns]).rstrip() + "\n")
+            out().write(fmt.format(*[c.upper() for c in t.columns]).rstrip() + "\n")
             for row in t.rows:
-                sys.stdout.write(fmt.format(*row).rstrip() + "\n")
+                out().write(fmt.format(*row).rstrip() + "\n")
             return
         from rich.table import Table as RichTable
 
@@ -124,20 +146,20 @@ class Printer:
 
     def card(self, c: Card) -> None:
         if self.plain:
-            sys.stdout.write(f"== {c.title} ==\n")
+            out().write(f"== {c.title} ==\n")
             width = max((len(k) for k, _ in c.fields), default=0)
             for k, v in c.fields:
                 lines = v.splitlines() or [""]
-                sys.stdout.write(f"  {k + ':':<{width + 1}} {lines[0]}\n")
+                out().write(f"  {k + ':':<{width + 1}} {lines[0]}\n")
                 for extra in lines[1:]:
-                    sys.stdout.write(f"  {'':<{width + 1}} {extra}\n")
+                    out().write(f"  {'':<{width + 1}} {extra}\n")
             if c.code:
-                sys.stdout.write(f"  {c.code[0]}:\n")
+                out().write(f"  {c.code[0]}:\n")
                 for ln in c.code[1].splitlines():
-                    sys.stdout.write(f"    {ln}\n")
+                    out().write(f"    {ln}\n")
             for f in c.footer:
-                sys.stdout.write(f"  {f}\n")
-            sys.stdout.write("\n")
+                out().write(f"  {f}\n")
+            out().write("\n")
             return
         from rich.console import Group
         from rich.panel import Panel
@@ -168,6 +190,11 @@ def short(run_id: str) -> str:
     return run_id[:8]
 
 
+def plural(n: int, word: str, many: Optional[str] = None) -> str:
+    """``1 record``, ``2 records``."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 def ago(iso: Optional[str], now: Optional[datetime] = None) -> str:
     if not iso:
         return "-"
@@ -190,13 +217,27 @@ def ago(iso: Optional[str], now: Optional[datetime] = None) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
-def clock(iso: Optional[str]) -> str:
+def _local(iso: Optional[str]) -> Optional[datetime]:
     if not iso:
-        return "-"
+        return None
     try:
-        return parse_timestamp(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return parse_timestamp(iso).astimezone()  # people see their local time…
     except ValueError:
-        return iso
+        return None
+
+
+def _offset(dt: datetime) -> str:
+    """``+01:00``, ``-05:30``, ``+00:00`` (…with its offset, so it is never ambiguous)."""
+    z = dt.strftime("%z")
+    return f"{z[:3]}:{z[3:]}" if len(z) == 5 else z
+
+
+def clock(iso: Optional[str]) -> str:
+    """A time for people: local, with its UTC offset (JSON keeps UTC ISO-8601)."""
+    dt = _local(iso)
+    if dt is None:
+        return iso or "-"
+    return dt.strftime("%Y-%m-%d %H:%M:%S ") + _offset(dt)
 
 
 def compact(value: Any, limit: int = 60) -> str:
@@ -210,6 +251,12 @@ def compact(value: Any, limit: int = 60) -> str:
 
 STATUS_STYLE = {"running": "cyan", "waiting": "yellow", "completed": "green",
                 "failed": "red", "cancelled": "magenta"}
+
+
+def waiting_since(run: RunState) -> Optional[str]:
+    """When the wait began: kept by the kernel across limit changes and retries."""
+    w = run.waiting
+    return (w.since if w is not None and w.since else None) or run.updated_at
 
 
 def answer_command(run: RunState) -> Optional[str]:
@@ -240,37 +287,38 @@ def wait_fields(run: RunState) -> List[Tuple[str, str]]:
     w = run.waiting
     if w is None:
         return []
-    out: List[Tuple[str, str]] = []
+    out_: List[Tuple[str, str]] = []
     if w.prompt:
-        out.append(("Prompt", w.prompt))
+        out_.append(("Prompt", w.prompt))
     if w.choices:
-        out.append(("Choices", "\n".join(f"{i}) {c}" for i, c in enumerate(w.choices, 1))))
-        out.append(("Free text", "allowed" if w.allow_free_text else "no — pick a choice"))
-    out.append(("Waiting for", {"user": "a person's answer", "event": "an event",
-                                "until": "a time", "job": "a job done elsewhere",
-                                "subworkflow": "a child run"}.get(w.reason.value, w.reason.value)
-                + f" ({w.reason.value})"))
+        out_.append(("Choices", "\n".join(f"{i}) {c}" for i, c in enumerate(w.choices, 1))))
+        out_.append(("Free text", "allowed" if w.allow_free_text else "no — pick a choice"))
+    out_.append(("Waiting for", {"user": "a person's answer", "event": "an event",
+                                 "until": "a time", "job": "a job done elsewhere",
+                                 "subworkflow": "a child run"}.get(w.reason.value, w.reason.value)
+                 + f" ({w.reason.value})"))
     if w.wait_key:
-        out.append(("Wait key", w.wait_key))
-    out.append(("Waiting since", f"{clock(run.updated_at)} ({ago(run.updated_at)})"))
+        out_.append(("Wait key", w.wait_key))
+    since = waiting_since(run)
+    out_.append(("Waiting since", f"{clock(since)} ({ago(since)})"))
     if w.until:
         due = ago(w.until)
-        out.append(("Due", f"{clock(w.until)} ({'due now' if due.endswith('ago') else due})"))
+        out_.append(("Due", f"{clock(w.until)} ({'due now' if due.endswith('ago') else due})"))
     details = dict(w.details or {})
     retry = details.pop("retry", None)
     if retry:
-        out.append(("Retry", f"attempt {retry.get('next_attempt')} of {retry.get('max_attempts')} "
-                             f"after: {compact(retry.get('last_error'), 80)}"))
+        out_.append(("Retry", f"attempt {retry.get('next_attempt')} of {retry.get('max_attempts')} "
+                              f"after: {compact(retry.get('last_error'), 80)}"))
     if w.reason == WaitReason.SUBWORKFLOW:
         sub = details.get("sub_waiting") or {}
-        out.append(("Child", f"{details.get('sub_run_id')} ({details.get('sub_workflow_id')})"))
+        out_.append(("Child", f"{details.get('sub_run_id')} ({details.get('sub_workflow_id')})"))
         if sub.get("prompt"):
-            out.append(("Child asks", str(sub["prompt"])))
+            out_.append(("Child asks", str(sub["prompt"])))
     elif w.reason == WaitReason.JOB:
-        out.append(("Job", compact(details, 200)))
+        out_.append(("Job", compact(details, 200)))
     elif details and w.reason != WaitReason.UNTIL:
-        out.append(("Details", compact(details, 200)))
-    return out
+        out_.append(("Details", compact(details, 200)))
+    return out_
 
 
 def waiting_card(run: RunState) -> Card:
@@ -283,22 +331,47 @@ def waiting_card(run: RunState) -> Card:
     )
 
 
+def waiting_on(run: RunState) -> str:
+    """The "waiting on" column: what the run waits for, its reason said once."""
+    w = run.waiting
+    if w is None:
+        return ""
+    details = w.details or {}
+    if w.reason == WaitReason.USER:
+        return "user: " + compact(w.prompt or w.wait_key or "", 40)
+    if w.reason == WaitReason.EVENT:
+        return "event " + compact(w.wait_key or "", 40)
+    if w.reason == WaitReason.UNTIL:
+        return ("retry at " if details.get("retry") else "until ") + clock(w.until)
+    if w.reason == WaitReason.JOB:
+        return "job: " + str(details.get("effect_type") or compact(w.wait_key or "", 40))
+    if w.reason == WaitReason.SUBWORKFLOW:
+        child = details.get("sub_run_id") or ""
+        return f"child {short(child)} ({details.get('sub_workflow_id') or '?'})"
+    return f"{w.reason.value}: " + compact(w.wait_key or "", 40)
+
+
 def runs_table(runs: Sequence[RunState], corrupt: Sequence[Any] = ()) -> Table:
     t = Table(columns=["run", "workflow", "status", "node", "updated", "waiting on"])
     for r in runs:
-        w = r.waiting
-        on = ""
-        if w is not None:
-            on = f"{w.reason.value}: " + compact(w.prompt or w.wait_key or w.until or "", 40)
-        elif r.status == RunStatus.FAILED:
+        on = waiting_on(r)
+        if not on and r.status == RunStatus.FAILED:
             on = compact(r.error, 45)
         t.rows.append([short(r.run_id), r.workflow_id, r.status.value, r.current_node,
                        ago(r.updated_at), on])
         t.styles.append(STATUS_STYLE.get(r.status.value))
     for c in corrupt:
-        t.rows.append(["?", "?", "CORRUPT", "", "", compact(str(c), 60)])
+        rid = getattr(c, "run_id", None)
+        t.rows.append([short(rid) if rid else "?", "?", "CORRUPT", "", "", compact(str(c), 60)])
         t.styles.append("bold red")
     return t
+
+
+def corrupt_row(c: Any) -> Dict[str, Any]:
+    """A corrupt run as a ``runs --json`` row: the id from its file name, the error."""
+    return {"run_id": getattr(c, "run_id", None), "status": "corrupt",
+            "path": getattr(c, "path", None), "error": c.message,
+            "code": getattr(c, "code", "corrupt_run")}
 
 
 def ledger_table(records: Sequence[Dict[str, Any]]) -> Table:
@@ -308,41 +381,36 @@ def ledger_table(records: Sequence[Dict[str, Any]]) -> Table:
         eff = rec.get("effect") or {}
         what = eff.get("type") if kind == "effect" else kind
         status = rec.get("status") or ""
+        res = rec.get("result") or {}
+        by = f"by {rec.get('actor_id') or '?'}"
         detail = ""
         if rec.get("error"):
             detail = "error: " + compact(rec["error"], 70)
+        elif kind == "start":
+            detail = f"{by}: vars " + compact(res.get("vars"), 50)
         elif kind == "resume":
-            res = rec.get("result") or {}
-            detail = f"by {rec.get('actor_id') or '?'}: " + compact(res.get("payload"), 55)
+            detail = f"{by}: " + compact(res.get("payload"), 55)
         elif kind == "cancel":
-            detail = f"by {rec.get('actor_id') or '?'}: " + compact((rec.get("result") or {}).get("reason") or "", 50)
+            detail = f"{by}: " + compact(res.get("reason") or "", 50)
         elif kind == "limits":
-            changes = (rec.get("result") or {}).get("changes") or {}
-            detail = f"by {rec.get('actor_id') or '?'}: " + ", ".join(
+            changes = res.get("changes") or {}
+            detail = f"{by}: " + ", ".join(
                 f"{k} {v.get('old')}→{v.get('new')}" for k, v in changes.items())
         elif status == "waiting":
-            wait = (rec.get("result") or {}).get("wait") or {}
+            wait = res.get("wait") or {}
             detail = "waits: " + compact(wait.get("prompt") or wait.get("wait_key") or wait.get("until"), 60)
         elif kind == "complete":
-            detail = "output: " + compact((rec.get("result") or {}).get("output"), 60)
+            detail = "output: " + compact(res.get("output"), 60)
         else:
             detail = compact(rec.get("result"), 70)
-        t.rows.append([str(rec.get("seq", "")), _hms(rec.get("ended_at") or rec.get("started_at")),
+        t.rows.append([str(rec.get("seq", "")), clock(rec.get("ended_at") or rec.get("started_at"))
+                       if (rec.get("ended_at") or rec.get("started_at")) else "",
                        rec.get("node_id") or "", what or "", status,
                        str(rec.get("attempt") or "") if kind == "effect" else "",
                        _took(rec.get("started_at"), rec.get("ended_at")), detail])
         t.styles.append({"failed": "red", "completed": "green", "waiting": "yellow",
                          "resumed": "cyan", "cancelled": "magenta"}.get(status))
     return t
-
-
-def _hms(iso: Optional[str]) -> str:
-    if not iso:
-        return ""
-    try:
-        return parse_timestamp(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return iso
 
 
 def _took(start: Optional[str], end: Optional[str]) -> str:
@@ -369,8 +437,26 @@ def run_summary_card(run: RunState, *, heading: Optional[str] = None) -> Card:
         code = ("Output", json.dumps(run.output, indent=2, ensure_ascii=False, default=str))
     if run.error:
         fields.append(("Error", run.error))
+    where = error_where(run)
+    if where:
+        fields.append(("Raised at", where))
     return Card(title=heading or f"run {short(run.run_id)}", fields=fields, code=code,
                 style=STATUS_STYLE.get(run.status.value, "cyan"))
+
+
+def error_where(run: RunState) -> Optional[str]:
+    info = run.error_info or {}
+    if info.get("file"):
+        return f"{info['file']}, line {info.get('line')}" if info.get("line") else str(info["file"])
+    return None
+
+
+def traceback_text(run: RunState) -> Optional[str]:
+    """The stored traceback of a node's exception (the last frames, bounded by the kernel)."""
+    lines = (run.error_info or {}).get("traceback")
+    if not lines or not isinstance(lines, list):
+        return None
+    return "\n".join(str(ln).rstrip("\n") for ln in lines)
 
 
 def show_card(data: Dict[str, Any]) -> Card:
@@ -395,13 +481,16 @@ def show_card(data: Dict[str, Any]) -> Card:
         fields.append(("Output", compact(run.output, 200)))
     if run.error:
         fields.append(("Error", run.error))
+    where = error_where(run)
+    if where:
+        fields.append(("Raised at", where))
+    tb = traceback_text(run)
+    if tb:
+        fields.append(("Traceback", tb))
     lim = data.get("limits")
     if lim:
-        it, tok = lim["iterations"], lim["tokens"]
-        fields.append(("Limits", f"iterations {it['current']}/{it['max']}, "
-                                 f"tokens {tok['estimated_used']}/{tok['max']}"
-                                 + (" (warning)" if it["warning"] or tok["warning"] else "")))
-    fields.append(("Ledger", f"{run.ledger_count} records at last checkpoint"))
+        fields.append(("Limits", limits_line(lim)))
+    fields.append(("Ledger", f"{plural(run.ledger_count, 'record')} at last checkpoint"))
     user_vars = {k: v for k, v in run.vars.items() if k != "_limits"}
     cmd = answer_command(run)
     return Card(title=f"run {short(run.run_id)}", fields=fields,
@@ -410,12 +499,59 @@ def show_card(data: Dict[str, Any]) -> Card:
                 style=STATUS_STYLE.get(run.status.value, "cyan"))
 
 
+def show_json(data: Dict[str, Any]) -> Dict[str, Any]:
+    """``show --json``: the run's JSON plus its children and its limit status."""
+    doc = data["run"].to_jsonable()
+    doc["children"] = [{"run_id": c.run_id, "workflow_id": c.workflow_id,
+                        "status": c.status.value} for c in data["children"]]
+    doc["limit_status"] = data["limits"]
+    return doc
+
+
+def limits_line(st: Dict[str, Any]) -> str:
+    it, tok = st["iterations"], st["tokens"]
+    return (f"iterations {it['current']}/{it['max']} ({it['pct']}%), tokens "
+            f"{tok['estimated_used']}/{tok['max']} ({tok['pct']}%)"
+            + (" (warning)" if it.get("warning") or tok.get("warning") else ""))
+
+
+def limits_table(data: Dict[str, Any]) -> Table:
+    t = Table(columns=["limit", "value"], title=f"limits of run {data['run_id']}")
+    for k, v in sorted(data["limits"].items()):
+        t.rows.append([k, "null" if v is None else str(v)])
+    return t
+
+
+def verified_line(report: Dict[str, Any]) -> str:
+    """``ledger --verify`` that passed: the chain, the state it proves, the signature."""
+    parts = [str(report.get("message"))]
+    state = report.get("state")
+    if state == "proved":
+        parts.append("checkpointed state proved")
+    elif state:
+        parts.append(f"checkpointed state {state}")
+    if report.get("signature"):
+        parts.append({"valid": "signature valid", "unsigned": "unsigned",
+                      "no key": "signed, but no key to check it"}.get(report["signature"],
+                                                                   str(report["signature"])))
+    if report.get("pending"):
+        parts.append(str(report["pending"]))
+    return f"ledger of run {report['run_id']} verified: " + "; ".join(parts)
+
+
+def tick_summary(summary: Any) -> str:
+    return (f"tick --all: {summary.moved} moved ({summary.completed} completed, "
+            f"{summary.waiting} waiting, {summary.failed} failed, {summary.running} still running), "
+            f"{summary.skipped_busy} skipped busy")
+
+
 def workflows_table(items: Sequence[Dict[str, Any]]) -> Table:
     t = Table(columns=["workflow", "entry", "nodes", "source", "description"])
     for it in items:
         src = os.path.relpath(it["source"]) if it.get("source") else ""
         if it.get("error"):
-            t.rows.append([it.get("workflow_id") or "BROKEN", "", "", src, "error: " + it["error"]])
+            t.rows.append([it.get("workflow_id") or "BROKEN", it.get("entry_node") or "",
+                           ", ".join(it.get("nodes") or []), src, "error: " + it["error"]])
             t.styles.append("red")
             continue
         desc = (it.get("description") or "").strip().splitlines()
@@ -423,3 +559,67 @@ def workflows_table(items: Sequence[Dict[str, Any]]) -> Table:
                        desc[0] if desc else ""])
         t.styles.append(None)
     return t
+
+
+def config_table(report: Dict[str, Any]) -> Table:
+    t = Table(columns=["setting", "value", "from"], title=f"abstractrt {report['version']}")
+    for row in report["settings"]:
+        value = "" if row["value"] is None else str(row["value"])
+        if row["setting"] == "config_file" and row["value"] and not row.get("exists"):
+            value += " (not found)"
+        source = {"option": "option", "env": "environment", "config": "config file",
+                  "default": "default"}.get(row["from"], row["from"])
+        t.rows.append([row["setting"], value, source])
+    return t
+
+
+def answer_report_lines(report: Any) -> List[str]:
+    """``answer --script`` / ``start --answers``: each prompt answered, and those left."""
+    lines = [f"answered {plural(len(report.answered), 'prompt')}"]
+    for a in report.answered:
+        lines.append(f"  {a['run_id'][:8]}  {compact(a['prompt'], 50)!s}  → "
+                     f"{compact(a['payload'], 40)}  (rule {a['rule']}; run {a['status']})")
+    if report.unmatched:
+        lines.append(f"{plural(len(report.unmatched), 'prompt')} left unanswered (no rule matched)")
+        for u in report.unmatched:
+            lines.append(f"  {u['run_id'][:8]}  {compact(u['prompt'], 60)}")
+    return lines
+
+
+def interactive_summary_lines(report: Any) -> List[str]:
+    """Interactive ``answer``: each prompt answered (with the answer), each one skipped."""
+    n, k = len(report.answered), len(report.skipped)
+    head = f"answered {plural(n, 'prompt')}" + (f", skipped {k}" if k else "")
+    lines = [head]
+    for a in report.answered:
+        lines.append(f"  ✓ {a['run_id'][:8]}  {compact(a['prompt'], 50)}  → "
+                     f"{compact(a['response'], 40)}  (run {a['status']})")
+    for sk in report.skipped:
+        lines.append(f"  – {sk['run_id'][:8]}  {compact(sk['prompt'], 50)}  (skipped)")
+    return lines
+
+
+class ProgressBar:
+    """A rich progress bar on stderr, only in a terminal and only when there is much to do."""
+
+    THRESHOLD = 20
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < self.THRESHOLD:
+            return
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._progress = Progress(console=Console(file=sys.stderr), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("ticking runs", total=total)
+        self._progress.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

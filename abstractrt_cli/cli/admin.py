@@ -1,0 +1,41 @@
+"""Store administration and settings: reindex, config."""
+
+from . import render
+from .common import Call, command, result_exit
+
+
+@command("reindex")
+def reindex_cmd(call: Call) -> int:
+    """Rebuild the query index from the run files (after restoring runs from a backup).
+
+    Example: abstractrt reindex
+    """
+    from ..ops import admin as ops
+
+    counts = ops.reindex(call.session())
+    if call.json:
+        render.print_json(counts)
+    elif counts.get("reindexed") is False:
+        render.Printer().line(f"nothing to reindex: {counts.get('why')}")
+    else:
+        render.Printer().line(
+            f"reindexed {render.plural(counts.get('runs', 0), 'run')} in "
+            f"{counts.get('seconds', 0):.2f}s; {counts.get('corrupt', 0)} corrupt, "
+            f"{render.plural(counts.get('removed', 0), 'stale entry', 'stale entries')} removed")
+    return result_exit(errors=counts.get("corrupt", 0))
+
+
+@command("config")
+def config_cmd(call: Call) -> int:
+    """Show the settings in effect (data dir, workflows dir, store, config file) and where each came from.
+
+    Example: abstractrt config --json
+    """
+    from ..ops import admin as ops
+
+    report = ops.config_report(call.session())
+    if call.json:
+        render.print_json(report)
+    else:
+        render.Printer().table(render.config_table(report))
+    return result_exit()

@@ -1,0 +1,81 @@
+"""Answering people's prompts: answer (interactively, or from a rules file)."""
+
+import sys
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from ..core.models import RunState
+from ..errors import UsageError
+from . import render
+from .common import Call, MaxStepsOption, OptionalRunArgument, command, complete_runs, result_exit
+
+
+@command("answer")
+def answer_cmd(
+    call: Call,
+    run: OptionalRunArgument = None,
+    script: Annotated[Optional[str], typer.Option(
+        "--script", help="Answer from a scripted answers file (YAML/JSON rules).", show_default=False)] = None,
+    run_opt: Annotated[Optional[str], typer.Option(
+        "--run", help="With --script: only this run (and its children).", show_default=False,
+        autocompletion=complete_runs)] = None,
+    max_steps: MaxStepsOption = 100,
+) -> int:
+    """Answer waiting prompts: interactively in a terminal, or from a rules file with --script.
+
+    Example: abstractrt answer    |   abstractrt answer --script answers.yaml --run 1a2b3c4d
+    """
+    from ..ops import answers as ops
+
+    if run is not None and run_opt is not None and run != run_opt:
+        raise UsageError("give the run once (RUN or --run)")
+    target = run or run_opt
+    if script is not None:
+        rules = ops.load_answer_rules(script)  # malformed → refused before anything is answered
+        report = ops.answer_script(call.session(), rules, run_ref=target, max_steps=max_steps)
+        for w in report.warnings:
+            render.err(w)
+        if call.json:
+            render.print_json(report.to_jsonable())
+        else:
+            p = render.Printer()
+            for line in render.answer_report_lines(report):
+                p.line(line)
+        for e in report.errors:
+            render.err(f"error: {e}")
+        return result_exit(errors=len(report.errors), failed=len(report.failed_runs))
+    if call.json:
+        raise UsageError("interactive answering has no --json form; use --script FILE")
+    if not (sys.stdin.isatty() and render.out().isatty()):
+        raise UsageError("`abstractrt answer` needs a terminal; use `abstractrt answer --script FILE` "
+                         "or `abstractrt resume RUN --answer TEXT`")
+    p = render.Printer()
+    report = ops.answer_interactively(call.session(), _terminal_asker(p), run_ref=target,
+                                      max_steps=max_steps, on_notice=render.err)
+    for o in report.outcomes:
+        for w in o.warnings:
+            render.err(w)
+    if report.ended_by_eof:
+        p.line("")  # Ctrl-D left the cursor on the prompt line
+    for line in render.interactive_summary_lines(report):
+        p.line(line)
+    return result_exit(runs=[o.run for o in report.outcomes])
+
+
+def _terminal_asker(p: "render.Printer") -> Callable[[RunState, Optional[str]], Optional[str]]:
+    """Ask at the terminal: the card, then the prompt; empty skips, Ctrl-D ends (EOFError)."""
+
+    def ask(run: RunState, error: Optional[str]) -> Optional[str]:
+        if error:
+            p.line(f"✗ {error}", style="red")
+        else:
+            p.card(render.waiting_card(run))
+        w = run.waiting
+        hint = "number or text" if w and w.choices else "text"
+        render.flush()
+        with render.real_stdout():
+            text = input(f"answer ({hint}; empty to skip; Ctrl-D to stop)> ")
+        return text if text.strip() else None
+
+    return ask

@@ -1,0 +1,229 @@
+"""Commands that move runs: start, tick, tick --all, resume, cancel, limits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
+
+from ..core.models import RunState, RunStatus, WaitReason
+from ..errors import AbstractRTError, CorruptRunError, RunBusyError
+from ..settings import current_actor
+from .session import Outcome, Session, hinted
+
+if TYPE_CHECKING:
+    from .answers import AnswerReport, AnswerRule
+
+
+def still_running_hint(run: RunState, why: str) -> List[str]:
+    """Tell a person how to continue a run left ``running`` (by --max-steps or --no-tick)."""
+    if run.status != RunStatus.RUNNING:
+        return []
+    return [f"run {run.run_id} is still running ({why}); continue it with "
+            f"`abstractrt tick {run.run_id}`"]
+
+
+@dataclass
+class StartResult:
+    run: RunState
+    answers: Optional["AnswerReport"] = None
+    warnings: List[str] = field(default_factory=list)
+
+
+@hinted
+def start(s: Session, workflow_id: str, *, vars: Dict[str, Any], tick: bool = True,
+          max_steps: int = 100, answers: Optional[List["AnswerRule"]] = None) -> StartResult:
+    entry = s.workflows.entry(workflow_id)
+    s.creates_runs = True
+    rt = s.runtime()
+    run_id = rt.start(workflow=entry.spec, vars=vars, actor_id=current_actor())
+    run = rt.tick(run_id=run_id, max_steps=max_steps) if tick else rt.get_state(run_id)
+    report = None
+    if answers is not None and tick:
+        from .answers import answer_with_rules
+
+        report = answer_with_rules(s, answers, scope_run_id=run_id, max_steps=max_steps)
+        run = rt.get_state(run_id)
+    why = f"stopped after --max-steps {max_steps}" if tick else "created with --no-tick"
+    return StartResult(run=run, answers=report, warnings=still_running_hint(run, why))
+
+
+@hinted
+def tick(s: Session, ref: str, *, max_steps: int = 100) -> Outcome:
+    run = s.load_run(ref)
+    if run.status.is_terminal:
+        return Outcome(run, [f"run {run.run_id[:8]} is {run.status.value}; nothing to do"])
+    warnings = s.workflow_warnings(run)
+    after = s.runtime().tick(run_id=run.run_id, max_steps=max_steps)
+    return Outcome(after, warnings + still_running_hint(after, f"stopped after --max-steps {max_steps}"))
+
+
+@dataclass
+class TickAllSummary:
+    considered: int = 0
+    moved: int = 0
+    completed: int = 0
+    waiting: int = 0
+    failed: int = 0
+    running: int = 0
+    skipped_busy: int = 0
+    errors: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    moved_runs: List[Dict[str, str]] = field(default_factory=list)
+
+    def to_jsonable(self) -> Dict[str, Any]:
+        return {
+            "considered": self.considered, "moved": self.moved, "completed": self.completed,
+            "waiting": self.waiting, "failed": self.failed, "running": self.running,
+            "skipped_busy": self.skipped_busy, "errors": self.errors, "runs": self.moved_runs,
+        }
+
+
+def runnable(s: Session, rt: Any, on_corrupt: Callable[[CorruptRunError], None]) -> List[Tuple[str, str]]:
+    """The runs that can move now, as (run id, reason), oldest question first.
+
+    Today's rule until the kernel's ``Runtime.runnable(now)`` lands (then this is one
+    call): running runs, waiting runs whose time has come, and parents whose child has
+    ended (left behind by a crash or a busy lock).
+    """
+    rs = s.run_store
+    found: Dict[str, str] = {}
+    for run in rs.list_runs(status=RunStatus.RUNNING, on_corrupt=on_corrupt):
+        found.setdefault(run.run_id, "running")
+    for run in rs.list_due_wait_until(now=rt.now(), on_corrupt=on_corrupt):
+        retry = bool(((run.waiting.details or {}) if run.waiting else {}).get("retry"))
+        found.setdefault(run.run_id, "retry due" if retry else "timer due")
+    for run in rs.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.SUBWORKFLOW,
+                            on_corrupt=on_corrupt):
+        child_id = ((run.waiting.details or {}) if run.waiting else {}).get("sub_run_id")
+        try:
+            child = rs.load(child_id) if child_id else None
+        except AbstractRTError:
+            child = None  # the child's own problem is reported when it is ticked or listed
+        if child is not None and child.status.is_terminal:
+            found.setdefault(run.run_id, "child ended")
+    return list(found.items())
+
+
+@hinted
+def tick_all(s: Session, *, max_steps: int = 100,
+             on_progress: Optional[Callable[[int, int], None]] = None) -> TickAllSummary:
+    """Progress every run that can move, skipping runs another process holds.
+
+    One bad run never stalls the others: its problem is reported once, naming it, and
+    the next run is ticked.
+    """
+    summary = TickAllSummary()
+    rt = s.runtime(lock_timeout=0)  # never wait for a busy run: a later cron tick gets it
+    problems: List[str] = []
+
+    def report(message: str) -> None:
+        if message not in problems:
+            problems.append(message)
+
+    def corrupt(exc: CorruptRunError) -> None:
+        report(str(exc))
+
+    candidates = runnable(s, rt, corrupt)
+    total = summary.considered = len(candidates)
+    seen_warnings: Set[str] = set()
+    for i, (run_id, _reason) in enumerate(candidates):
+        if on_progress:
+            on_progress(i, total)
+        try:
+            before = s.run_store.load(run_id)
+            if before is None or before.status.is_terminal:
+                continue  # ended or removed since the query: nothing to do
+            for w in s.workflow_warnings(before):
+                if w not in seen_warnings:
+                    seen_warnings.add(w)
+                    summary.warnings.append(w)
+            after = rt.tick(run_id=run_id, max_steps=max_steps)
+        except RunBusyError:
+            summary.skipped_busy += 1
+            continue
+        except AbstractRTError as exc:
+            text = str(exc) if run_id in str(exc) else f"run {run_id}: {exc}"
+            report(text + (f" ({exc.hint})" if exc.hint else ""))
+            continue
+        except Exception as exc:  # a bug in one run must not stop cron for every other run
+            if os.environ.get("ABSTRACTRT_DEBUG"):
+                raise
+            report(f"run {run_id}: internal error: {type(exc).__name__}: {exc}")
+            continue
+        if (after.status, after.updated_at) == (before.status, before.updated_at):
+            continue
+        summary.moved += 1
+        summary.moved_runs.append({"run_id": run_id, "status": after.status.value})
+        if after.status == RunStatus.COMPLETED:
+            summary.completed += 1
+        elif after.status == RunStatus.WAITING:
+            summary.waiting += 1
+        elif after.status == RunStatus.FAILED:
+            summary.failed += 1
+        elif after.status == RunStatus.RUNNING:
+            summary.running += 1
+    summary.errors = problems
+    if on_progress:
+        on_progress(total, total)
+    return summary
+
+
+@hinted
+def resume(s: Session, ref: str, payload: Dict[str, Any], *, wait_key: Optional[str] = None,
+           max_steps: int = 100) -> Outcome:
+    run = s.load_run(ref)
+    rt = s.runtime()
+    rt.check_resume(run, wait_key=wait_key, payload=payload)  # precise refusal, nothing loaded
+    warnings = s.workflow_warnings(run)
+    after = rt.resume(run_id=run.run_id, payload=payload, wait_key=wait_key,
+                      max_steps=max_steps, actor_id=current_actor())
+    return Outcome(after, warnings + still_running_hint(after, f"stopped after --max-steps {max_steps}"))
+
+
+@dataclass
+class CancelResult:
+    run: RunState
+    cancelled_children: List[RunState] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+
+def _unfinished_descendants(s: Session, run_id: str) -> List[str]:
+    out, todo, seen = [], [run_id], {run_id}
+    while todo:
+        for child in s.run_store.list_children(parent_run_id=todo.pop(0)):
+            if child.run_id in seen:
+                continue
+            seen.add(child.run_id)
+            todo.append(child.run_id)
+            if not child.status.is_terminal:
+                out.append(child.run_id)
+    return out
+
+
+@hinted
+def cancel(s: Session, ref: str, *, reason: Optional[str] = None) -> CancelResult:
+    run = s.load_run(ref)
+    if run.status.is_terminal:
+        return CancelResult(run, warnings=[
+            f"run {run.run_id[:8]} is already {run.status.value}; left as it is"])
+    children = _unfinished_descendants(s, run.run_id)
+    after = s.runtime().cancel_run(run.run_id, reason=reason, actor_id=current_actor())
+    cancelled = []
+    for child_id in children:
+        child = s.run_store.load(child_id)
+        if child is not None and child.status == RunStatus.CANCELLED:
+            cancelled.append(child)
+    return CancelResult(after, cancelled)
+
+
+@hinted
+def limits(s: Session, ref: str, updates: Dict[str, Any]) -> Dict[str, Any]:
+    """Show a run's limits, or change them (the kernel refuses nonsense, changing nothing)."""
+    run = s.load_run(ref)
+    rt = s.runtime()
+    if updates:
+        run = rt.update_limits(run.run_id, updates, actor_id=current_actor())
+    return {"run_id": run.run_id, "limits": run.vars.get("_limits") or {},
+            "status": rt.get_limit_status(run.run_id)}
+

@@ -1,0 +1,207 @@
+"""The composition root of a command: settings, stores, workflows and the runtime.
+
+A ``Session`` is what one command sees of the world. It opens the stores the settings
+name (``storage.open_stores``: it alone decides which store), loads the workflows
+directory only when a command needs it, names runs by id or prefix, and adds hints for
+people to the kernel's errors (``with_hint``): the kernel is a library and gives no
+command-line advice.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, TypeVar
+
+from ..core.models import RunState
+from ..errors import (
+    AbstractRTError,
+    AmbiguousRunError,
+    LedgerMismatchError,
+    NoWaiterError,
+    RunBusyError,
+    UnknownRunError,
+    UnknownWorkflowError,
+    WorkflowLoadError,
+)
+from ..settings import Settings
+
+MIN_PREFIX = 6
+
+# Advice for people, added to an error that carries none (PRODUCT.md §4: one clear line).
+_HINTS = (
+    (UnknownRunError, "list runs with `abstractrt runs`"),
+    (RunBusyError, "try again later"),
+    (NoWaiterError, "see `abstractrt waiting`"),
+    (LedgerMismatchError, "see `abstractrt ledger RUN --verify`"),
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def add_hint(exc: AbstractRTError) -> AbstractRTError:
+    """The error with the advice for its kind, unless it already has a hint."""
+    if exc.hint is None:
+        for cls, hint in _HINTS:
+            if isinstance(exc, cls):
+                run_id = getattr(exc, "run_id", None)
+                exc.with_hint(hint.replace("RUN", run_id) if run_id else hint)
+                break
+    return exc
+
+
+def hinted(fn: F) -> F:
+    """An operation whose errors reach people with the advice for their kind."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AbstractRTError as exc:
+            raise add_hint(exc) from exc.__cause__
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass
+class Outcome:
+    """A run after an operation, with messages for the person (printed on stderr)."""
+
+    run: RunState
+    warnings: List[str] = field(default_factory=list)
+
+
+def _open_stores(store: Optional[str], data_dir: Path, *, create: bool) -> Any:
+    from .. import storage
+
+    opener = getattr(storage, "open_stores", None)
+    if opener is not None:
+        return opener(store, data_dir, create=create)
+    return _interim_open_stores(store, data_dir, create=create)
+
+
+def _interim_open_stores(store: Optional[str], data_dir: Path, *, create: bool) -> Any:
+    """The factory's rule until ``storage.open_stores`` exists (the storage helper's part)."""
+    from ..errors import StoreUnavailableError
+    from ..storage import files, memory
+    from ..storage.base import Stores
+
+    class _Runs:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        def validate_run_id(self, run_id: Any) -> str:
+            return files.validate_run_id(run_id)
+
+    if store and "://" in store:
+        raise StoreUnavailableError(f"store {store.split('://')[0]}:// is not available yet")
+    directory = Path(store) if store else data_dir
+    if not create and not directory.exists():
+        return Stores(runs=_Runs(memory.InMemoryRunStore()), ledger=memory.InMemoryLedgerStore(),
+                      kind="memory", location=str(directory))
+    runs, ledger = files.open_file_stores(directory)
+    return Stores(runs=_Runs(runs), ledger=ledger, kind="files", location=str(directory))
+
+
+class Session:
+    """One command's view of the world: settings, stores, and (lazily) the workflows."""
+
+    #: Set by the operations that create runs: only they may create the data dir.
+    creates_runs = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def stores(self) -> Any:
+        """The ``storage.base.Stores`` bundle; a query never creates a missing data dir."""
+        return _open_stores(self.settings.store, self.settings.data_dir, create=self.creates_runs)
+
+    @property
+    def run_store(self) -> Any:
+        return self.stores.runs
+
+    @property
+    def ledger_store(self) -> Any:
+        return self.stores.ledger
+
+    @cached_property
+    def workflows(self) -> Any:
+        from ..loader import load_workflows
+
+        return load_workflows(self.settings.workflows_dir)
+
+    def runtime(self, *, lock_timeout: Optional[float] = None) -> Any:
+        from ..core.config import RuntimeConfig
+        from ..core.runtime import Runtime
+
+        from ..core.integrity import load_signing_key
+
+        options: Dict[str, Any] = {"signing_key": load_signing_key()}  # checkpoints signed with it
+        if lock_timeout is not None:
+            options["lock_timeout"] = lock_timeout
+        config = RuntimeConfig(**options)
+        return Runtime(run_store=self.run_store, ledger_store=self.ledger_store,
+                       workflow_registry=self.workflows.registry, config=config)
+
+    def where(self) -> str:
+        """Which store a query read, for messages ("no runs in …")."""
+        st = self.stores
+        if st.kind == "memory" and self.settings.store is None:
+            return f"{self.settings.data_dir} (no data dir there yet)"
+        return st.location
+
+    def close(self) -> None:
+        if "stores" in self.__dict__:
+            self.stores.close()
+
+    # -- naming runs
+
+    def load_run(self, ref: str) -> RunState:
+        """A run by full id or unique prefix of 6+ characters."""
+        rs = self.run_store
+        ref = rs.validate_run_id(ref.strip())
+        run = rs.load(ref)
+        if run is not None:
+            return run
+        if len(ref) < MIN_PREFIX:
+            raise UnknownRunError(ref).with_hint(
+                f"a run id prefix needs at least {MIN_PREFIX} characters")
+        matches = rs.match_prefix(ref, limit=11)
+        if not matches:
+            raise add_hint(UnknownRunError(ref))
+        if len(matches) > 1:
+            raise AmbiguousRunError(ref, matches)
+        run = rs.load(matches[0])
+        if run is None:  # deleted between the two reads
+            raise add_hint(UnknownRunError(ref))
+        return run
+
+    def workflow_warnings(self, run: RunState) -> List[str]:
+        """Checks a non-terminal run's workflow is loadable; warns when its code changed."""
+        try:
+            entry = self.workflows.entry(run.workflow_id)
+        except UnknownWorkflowError:
+            raise self._workflow_gone(run) from None
+        warnings = []
+        if run.workflow_fingerprint and entry.fingerprint and run.workflow_fingerprint != entry.fingerprint:
+            warnings.append(f"warning: workflow {run.workflow_id!r} changed since run "
+                            f"{run.run_id[:8]} started ({entry.source})")
+        return warnings
+
+    def _workflow_gone(self, run: RunState) -> WorkflowLoadError:
+        where = self.settings.workflows_dir
+        was = f" (it came from {run.workflow_source})" if run.workflow_source else ""
+        err = WorkflowLoadError(f"run {run.run_id}'s workflow {run.workflow_id!r} is not in "
+                                f"{where}{was}; the run is left as it was")
+        if run.workflow_source:
+            # Typically cron, started in another directory than the one the run came from.
+            origin = Path(run.workflow_source).parent
+            if origin != where:
+                err.with_hint(f"use --workflows {origin}")
+        return err
