@@ -53,8 +53,11 @@ def open_stores(schema: str, **kw: Any) -> Any:
     return open_postgres_stores(PG_URL, schema=schema, **kw)
 
 
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
+# Test modules import these as ``pg_schema_fixture``/``pg_stores_fixture`` and ask for
+# ``pg_schema``/``pg_stores``: a fixture is known by its ``name``, and the parameter then
+# shadows no import.
+@pytest.fixture(name="pg_schema")
+def pg_schema_fixture() -> Iterator[str]:
     """A schema of this test's own, dropped afterwards."""
     name = new_schema_name()
     try:
@@ -63,8 +66,8 @@ def pg_schema() -> Iterator[str]:
         drop_schema(name)
 
 
-@pytest.fixture
-def pg_stores(pg_schema: str) -> Iterator[Any]:
+@pytest.fixture(name="pg_stores")
+def pg_stores_fixture(pg_schema: str) -> Iterator[Any]:
     """A ``Stores`` bundle over a fresh schema, closed afterwards."""
     stores = open_stores(pg_schema)
     try:

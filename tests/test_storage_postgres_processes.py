@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 import pytest
-from pg_helpers import PG_URL, asset_cmd, open_stores, pg_schema, requires_pg  # noqa: F401
+from pg_helpers import PG_URL, asset_cmd, open_stores, requires_pg
+from pg_helpers import pg_schema_fixture  # noqa: F401  (fixture)
 
 from abstractrt_cli import Runtime
 from abstractrt_cli.core.models import RunStatus, WaitReason

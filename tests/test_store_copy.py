@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from pg_helpers import open_stores as open_pg, pg_schema, requires_pg, sql  # noqa: F401
+from pg_helpers import open_stores as open_pg
+from pg_helpers import pg_schema_fixture  # noqa: F401  (fixture)
+from pg_helpers import requires_pg, sql
 
 from abstractrt_cli import Runtime
 from abstractrt_cli.core.models import RunStatus
-from abstractrt_cli.storage import InMemoryLedgerStore, InMemoryRunStore, open_file_stores
+from abstractrt_cli.storage import InMemoryLedgerStore, InMemoryRunStore, open_stores
 from abstractrt_cli.storage.base import Stores
 from abstractrt_cli.storage.chain import verify_ledger_chain
 from abstractrt_cli.storage.copy import copy_stores
@@ -23,8 +25,7 @@ from workflows import ask_workflow, counter_workflow  # noqa: E402
 
 
 def file_stores(path: Path) -> Stores:
-    rs, ls = open_file_stores(path)
-    return Stores(runs=rs, ledger=ls, kind="files", location=str(path))
+    return open_stores(str(path), path, create=True)
 
 
 def memory_stores() -> Stores:
@@ -204,5 +205,48 @@ def test_postgres_source_is_read_only_and_a_broken_chain_stays_behind(pg_schema:
         report = copy_stores(pg, mem)
         assert [e["run_id"] for e in report["errors"]] == ["r1"] and report["copied"] == 2
         assert sql(f"SELECT run_id, seq, record::text FROM {pg_schema}.ledger ORDER BY 1, 2") == before
+    finally:
+        pg.close()
+
+
+@requires_pg
+def test_kept_events_travel_with_their_receipts(pg_schema: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from abstractrt_cli.core.models import KeptEvent
+    from abstractrt_cli.storage.memory_events import InMemoryEventStore
+
+    t0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+    def ev(n: int, **kw: Any) -> KeptEvent:
+        return KeptEvent(event_id=f"ev-{n}", key=f"k{n % 2}", payload={"n": n},
+                         emitted_at=(t0 + timedelta(seconds=n)).isoformat(),
+                         expires_at=(t0 + timedelta(days=1)).isoformat(), **kw)
+
+    src = memory_stores()
+    src.events = InMemoryEventStore()
+    for n in range(3):
+        src.events.put(ev(n))
+    src.events.mark_received("ev-1", "run-a")
+    pg = open_pg(pg_schema)
+    try:
+        report = copy_stores(src, pg)
+        assert report["ok"] and report["events_copied"] == 3, report
+        assert [e.to_jsonable() for e in pg.events.list_events()] == \
+            [e.to_jsonable() for e in src.events.list_events()]
+        src.events.mark_received("ev-2", "run-b")  # a receipt more at the source: merged
+        again = copy_stores(src, pg)
+        assert again["ok"] and again["events_copied"] == 1 and again["events_unchanged"] == 2
+        assert pg.events.list_events()[2].received_by == ["run-b"]
+        back = memory_stores()
+        back.events = InMemoryEventStore()
+        back.events.put(ev(0, actor_id="someone else"))  # same id, other content
+        report = copy_stores(pg, back)
+        assert [c["event_id"] for c in report["conflicts"]] == ["ev-0"]
+        assert back.events.list_events()[0].actor_id == "someone else"  # not overwritten
+        assert report["events_copied"] == 2
+        no_events = memory_stores()
+        report = copy_stores(pg, no_events)
+        assert not report["ok"] and "keeps no events" in report["errors"][0]["why"]
     finally:
         pg.close()

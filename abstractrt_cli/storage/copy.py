@@ -1,4 +1,4 @@
-"""``store copy``: every run and its ledger from one store to another, verified on arrival.
+"""``store copy``: every run, ledger and kept event from one store to another, verified.
 
 Works between any two stores (files, PostgreSQL, memory) through the store protocols.
 
@@ -72,7 +72,8 @@ def copy_stores(src: Stores, dst: Stores, *,
     """Copy every run of ``src`` (with its ledger) to ``dst``; return what happened.
 
     The report: ``{"from", "to", "runs", "copied", "unchanged", "records_copied",
-    "conflicts": [{"run_id", "why"}], "errors": [{"run_id", "why"}], "ok"}``.
+    "events", "events_copied", "events_unchanged", "conflicts": [{"run_id", "why"}],
+    "errors": [{"run_id", "why"}], "ok"}`` (an event's entries name its ``event_id``).
     ``progress(run_id, outcome)`` is told each run's outcome (``copied``,
     ``unchanged``, ``conflict``, ``error``) as it happens.
     """
@@ -93,8 +94,58 @@ def copy_stores(src: Stores, dst: Stores, *,
             report[outcome] += 1
         if progress is not None:
             progress(rid, outcome)
+    _copy_events(src, dst, report)
     report["ok"] = not report["conflicts"] and not report["errors"]
     return report
+
+
+def _event_body(event: Any) -> Dict[str, Any]:
+    data = event.to_jsonable()
+    data.pop("received_by", None)
+    return data
+
+
+def _copy_events(src: Stores, dst: Stores, report: Dict[str, Any]) -> None:
+    """Kept events (the mailbox): new ones put, known ones given the receipts they lack.
+
+    Receipts only ever grow (a run received an event), so adding the source's to an
+    event the destination has already is a merge, never a conflict; an event with the
+    same id and other content is one.
+    """
+    report.update(events=0, events_copied=0, events_unchanged=0)
+    if src.events is None:
+        return
+    events = src.events.list_events()
+    report["events"] = len(events)
+    if not events:
+        return
+    if dst.events is None:
+        report["errors"].append({"run_id": None, "why": f"the destination keeps no events: "
+                                                        f"{len(events)} kept events not copied"})
+        return
+    there = {e.event_id: e for e in dst.events.list_events()}
+    for ev in events:
+        have = there.get(ev.event_id)
+        if have is None:
+            dst.events.put(ev)
+            report["events_copied"] += 1
+        elif _event_body(have) != _event_body(ev):
+            report["conflicts"].append({"run_id": None, "event_id": ev.event_id,
+                                        "why": "the destination has another event with this id"})
+            continue
+        else:
+            missing = [r for r in ev.received_by if r not in have.received_by]
+            for rid in missing:
+                dst.events.mark_received(ev.event_id, rid)
+            report["events_copied" if missing else "events_unchanged"] += 1
+    arrived = {e.event_id: e for e in dst.events.list_events()}
+    for ev in events:
+        got = arrived.get(ev.event_id)
+        if got is None or _event_body(got) != _event_body(ev) or not set(ev.received_by) <= set(
+                got.received_by):
+            if not any(c.get("event_id") == ev.event_id for c in report["conflicts"]):
+                report["errors"].append({"run_id": None, "event_id": ev.event_id,
+                                         "why": "the event read back from the destination differs"})
 
 
 def _copy_run(src: Stores, dst: Stores, rid: str, report: Dict[str, Any]) -> "tuple[str, str]":

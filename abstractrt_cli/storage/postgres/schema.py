@@ -11,6 +11,9 @@ Schema ``abstractrt`` (by default) holds:
 ``ledger``
     One row per ledger record: primary key (``run_id``, ``seq``), the record as ``json``
     and its ``record_hash`` — the same hash chain as the files (``storage/chain.py``).
+``events``, ``event_receipts``
+    The event mailbox: one row per kept event (its JSON, and the key and times queries
+    use), one row per run that received it.
 ``schema_version``
     One row per migration applied; the highest is the schema's version.
 
@@ -91,6 +94,22 @@ def _v1(s: str) -> List[str]:
             record json NOT NULL,
             record_hash text NOT NULL,
             PRIMARY KEY (run_id, seq)
+        )""",
+        # The event mailbox (PRODUCT §8): kept events by key, oldest first; who got each.
+        f"""CREATE TABLE {s}.events (
+            event_id text COLLATE "C" PRIMARY KEY,
+            key text COLLATE "C" NOT NULL,
+            emitted_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL,
+            event json NOT NULL
+        )""",
+        f"CREATE INDEX events_key ON {s}.events (key, emitted_at, event_id)",
+        f"CREATE INDEX events_expiry ON {s}.events (expires_at)",
+        f"""CREATE TABLE {s}.event_receipts (
+            event_id text COLLATE "C" NOT NULL REFERENCES {s}.events ON DELETE CASCADE,
+            run_id text COLLATE "C" NOT NULL,
+            n bigserial,
+            PRIMARY KEY (event_id, run_id)
         )""",
         # Wake a LISTENing worker when a run becomes runnable (started, resumed, retried):
         # the notification is sent when, and only if, the transaction commits.

@@ -319,7 +319,7 @@ class PostgresDb:
                 continue  # our idea of the head was stale: chain from the real one
             self.remember_head(rid, (count + len(stored), prev))
             self._tails.pop(rid, None)
-            for rec, data in zip(records, stored):
+            for rec, data in zip(records, stored, strict=True):
                 rec.seq, rec.prev_hash, rec.record_hash = (data["seq"], data["prev_hash"],
                                                            data["record_hash"])
             return stored
@@ -600,14 +600,12 @@ class PostgresRunStore:
             after = rows[-1][0]
 
     def info(self) -> Dict[str, Any]:
-        """Schema, its version, and runs by status (for ``store info``)."""
+        """Schema, its version, and runs by status (for ``store info``; keys as the files')."""
         rows = self._db.connector.fetchall(self._db.sql.counts)
-        by_status = {st.value: 0 for st in RunStatus}
-        for status, n in rows:
-            by_status[status] = n
-        return {"format": "postgresql", "schema": self._db.schema,
-                "schema_version": SCHEMA_VERSION, "runs": sum(by_status.values()),
-                "by_status": by_status}
+        counts = {status: n for status, n in rows}
+        return {"format": self._db.version, "format_known": SCHEMA_VERSION,
+                "schema": self._db.schema, "runs": {k: counts[k] for k in sorted(counts)},
+                "total": sum(counts.values())}
 
     # ------------------------------------------------------------------ wake-ups
 
@@ -687,7 +685,10 @@ class PostgresLedgerStore:
 
 def open_stores(url: str, *, connect_timeout: float = 5.0, schema: str = "abstractrt",
                 **options: Any) -> Stores:
+    from .events import PostgresEventStore
+
     db = PostgresDb(url, connect_timeout=connect_timeout, schema=schema, **options)
     return Stores(runs=PostgresRunStore(db), ledger=PostgresLedgerStore(db), kind="postgresql",
-                  location=redact_url(url), capabilities=CAPABILITIES)
+                  location=redact_url(url), capabilities=CAPABILITIES,
+                  events=PostgresEventStore(db))
 

@@ -18,7 +18,7 @@ def main() -> int:
         time.sleep(0.0005)
     stores = open_postgres_stores(url, schema=schema)
     try:
-        print(f"version {stores.info()['schema_version']}", flush=True)
+        print(f"version {stores.info()['format']}", flush=True)
     finally:
         stores.close()
     return 0
