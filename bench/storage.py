@@ -9,7 +9,12 @@ Workloads, each on a fresh data dir, abstractrt with fsync on:
   * stored N  N runs already stored (N = 2,000 and 20,000; 200,000 with --big), mostly
               completed or waiting on users, 100 due on a ``wait_until``: the time to find
               the due ones, to find and tick them, and to list the waiting ones — each in
-              a fresh store (a new process's view: no warm caches but the OS's).
+              a fresh store (a new process's view: no warm caches but the OS's); and,
+              abstractrt only, ``earliest_due()`` (what a worker asks before it sleeps).
+
+abstractrt also runs the starts and resumes with ``fsync=False``, to show what the
+durability costs on this disk (AbstractRuntime never fsyncs: that row is the like for
+like comparison of everything else).
 
 AbstractRuntime runs the same workloads with ``JsonFileRunStore`` and ``JsonlLedgerStore``
 (wrapped in its ``HashChainedLedgerStore`` for the effect workload). It never fsyncs, so
@@ -139,13 +144,13 @@ class Ours:
 
     name = "abstractrt"
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *, fsync: bool = True) -> None:
         from abstractrt_cli import Runtime
         from abstractrt_cli.storage import open_file_stores
 
         self.side = Side("ours")
         self.data_dir = data_dir
-        self.rs, self.ls = open_file_stores(data_dir)
+        self.rs, self.ls = open_file_stores(data_dir, fsync=fsync)
         self.stamps: List[float] = []
         self.rt = Runtime(run_store=self.rs, ledger_store=self.ls,
                           effect_handlers={"tool_calls": self._tool})
@@ -187,6 +192,9 @@ class Ours:
 
     def due(self, now: datetime) -> List[Any]:
         return self.rs.list_due_wait_until(now=now)
+
+    def earliest_due(self) -> Any:
+        return self.rs.earliest_due()
 
     def waiting(self) -> List[Any]:
         from abstractrt_cli.core.models import RunStatus
@@ -339,13 +347,16 @@ def w_stored(make: Callable[[str], Any], tmp: str, n: int) -> Dict[str, float]:
 
     t_tick, _ = timed(tick_due)
     kit = kit.reopen()
+    earliest = getattr(kit, "earliest_due", None)
+    t_earliest = timed(earliest)[0] if earliest is not None else None
+    kit = kit.reopen()
     t_wait, waiting = timed(kit.waiting)
     expected = sum(1 for i in range(N_DUE, n) if i % 5 < 2)
     assert len(waiting) == expected, (len(waiting), expected)
     kit.close()
     shutil.rmtree(d)
     return {"populate_s": t_pop, "rebuild_s": rebuild, "due_s": t_due, "due_tick_s": t_due + t_tick,
-            "waiting_s": t_wait, "waiting_n": len(waiting)}
+            "waiting_s": t_wait, "waiting_n": len(waiting), "earliest_s": t_earliest}
 
 
 # ---------------------------------------------------------------------------- report
@@ -409,6 +420,11 @@ def main() -> int:
             _get(s_t, "starts_s"), N_STARTS)
         add(f"{N_STARTS:,} resumes (tick to end)", s_o["resumes_s"],
             _get(s_t, "resumes_s"), N_STARTS)
+        s_n = w_starts_resumes(lambda d: Ours(d, fsync=False), tmp)
+        add("  starts, abstractrt with fsync off", s_n["starts_s"], _get(s_t, "starts_s"),
+            N_STARTS)
+        add("  resumes, abstractrt with fsync off", s_n["resumes_s"], _get(s_t, "resumes_s"),
+            N_STARTS)
         for n in sizes:
             st_o = w_stored(ours, tmp, n)
             st_t = w_stored(theirs, tmp, n) if theirs else None
@@ -417,6 +433,7 @@ def main() -> int:
                 _get(st_t, "due_tick_s"))
             add(f"{n:,} stored: list {st_o['waiting_n']:,} waiting", st_o["waiting_s"],
                 _get(st_t, "waiting_s"))
+            add(f"{n:,} stored: earliest due (abstractrt only)", st_o["earliest_s"], None)
             print(f"    (abstractrt: index rebuilt from {n:,} run files in "
                   f"{fmt_time(st_o['rebuild_s'])})", flush=True)
 
