@@ -592,3 +592,14 @@ def test_a_load_under_the_lock_brings_the_ledger_tail_along(pg_stores: Any, pg_s
     with rs.lock("r1", timeout=0):
         with pytest.raises(CorruptRunError):
             rs.load("r1")
+
+
+def test_sessions_ask_the_server_to_probe_for_a_vanished_machine(pg_schema: str) -> None:
+    name = f"abstractrt-{pg_schema}"
+    stores = open_stores(pg_schema, application_name=name)
+    try:
+        with stores.runs.lock("r1", timeout=0):  # on the session that holds the lock
+            assert stores.runs.db.connector.fetchone("SHOW tcp_keepalives_idle")[0] in ("10", "10s")
+            assert stores.runs.db.connector.fetchone("SHOW tcp_keepalives_count")[0] == "3"
+    finally:
+        stores.close()

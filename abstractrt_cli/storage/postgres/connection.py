@@ -29,6 +29,11 @@ _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNO
 _SCHEMES = ("postgresql://", "postgres://")
 
 
+_KEEPALIVES = ("SELECT set_config('tcp_keepalives_idle', '10', false), "
+               "set_config('tcp_keepalives_interval', '5', false), "
+               "set_config('tcp_keepalives_count', '3', false)")
+
+
 def is_postgres_url(text: str) -> bool:
     return text.startswith(_SCHEMES)
 
@@ -136,6 +141,11 @@ class Connector:
                 self._all.discard(s)
         # A forked child never touches its parent's sockets: it opens its own.
         s = Session(self.connect())
+        with self.mapped(s):
+            # The server frees a session's locks when it sees the session gone. A killed
+            # process closes its socket at once; a machine that dies or drops off the
+            # network says nothing, so the server probes: gone within ~25 s, not hours.
+            s.conn.execute(_KEEPALIVES)
         self._local.session = s
         with self._guard:
             self._all.add(s)
