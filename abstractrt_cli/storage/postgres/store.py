@@ -22,7 +22,12 @@ statement* (the last record's seq and hash): a stale cache writes nothing and is
 refreshed, and two writers racing on one run collide on the primary key (run_id, seq)
 instead of forking the chain. ``append`` is ``commit(records, None)``; ``save`` one
 upsert. ``head`` trusts the cache only while the calling thread holds the run's lock and
-has read or written the head during that hold; otherwise it asks the server.
+has read or written the head during that hold; otherwise it asks the server. A ``load``
+under the run's lock brings along the ledger from the checkpoint's last record on — what
+the kernel reads next to check the checkpoint and roll forward — in the same round trip.
+
+Round trips, then: a tick or a resume costs the lock, the load, one per checkpoint and the
+unlock; ``start`` one (its ``start`` record and the new run's row together).
 
 Wake-ups. A trigger sends ``NOTIFY abstractrt_wake, '<run id>'`` whenever a row becomes
 ``running`` (start, resume, a retry coming due): the notification goes out when, and only
@@ -180,7 +185,6 @@ class _Sql:
                      "ORDER BY seq DESC LIMIT 1")
         self.records_since = (f"SELECT record FROM {s}.ledger WHERE run_id = %s AND seq >= %s "
                               "ORDER BY seq")
-        self.ledger_exists = f"SELECT 1 FROM {s}.ledger WHERE run_id = %s LIMIT 1"
         self.due = (f"SELECT run_id, state FROM {s}.runs WHERE until <= %s "
                     "ORDER BY until, run_id LIMIT %s")
         self.earliest_due = f"SELECT min(until) FROM {s}.runs WHERE until IS NOT NULL"
@@ -189,7 +193,6 @@ class _Sql:
         self.ids_after = (f"SELECT run_id FROM {s}.runs WHERE run_id > %s "
                           "ORDER BY run_id LIMIT %s")
         self.counts = f"SELECT status, count(*) FROM {s}.runs GROUP BY status"
-        self.ledger_rows = f"SELECT count(*) FROM {s}.ledger"
         self.runs_table = f"{s}.runs"
 
 
