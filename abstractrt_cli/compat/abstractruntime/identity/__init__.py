@@ -1,0 +1,5 @@
+"""AbstractRuntime's ``identity``: actor fingerprints."""
+
+from .fingerprint import ActorFingerprint
+
+__all__ = ["ActorFingerprint"]

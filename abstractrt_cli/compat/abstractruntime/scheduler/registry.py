@@ -1,0 +1,40 @@
+"""AbstractRuntime's ``WorkflowRegistry``: the kernel's, with AbstractRuntime's rules.
+
+A duplicate ``register`` raises ``ValueError`` (the kernel's registry replaces); lookups
+of an unknown id by ``unregister``/``get_or_raise`` raise ``KeyError``. Workflows are
+registered with the kernel's options too (``effect_handlers=``, ``effect_policy=``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from ....core.spec import WorkflowEntry
+from ....core.spec import WorkflowRegistry as _KernelRegistry
+from .._errors import WorkflowAlreadyRegisteredError, WorkflowNotRegisteredError
+
+__all__ = ["WorkflowRegistry"]
+
+
+class WorkflowRegistry(_KernelRegistry):
+    """Workflows by id, for the runtime (subworkflows, parents) and the scheduler."""
+
+    def register(self, spec: Any, **options: Any) -> WorkflowEntry:
+        if spec.workflow_id in self:
+            raise WorkflowAlreadyRegisteredError(spec.workflow_id)
+        return super().register(spec, **options)
+
+    def unregister(self, workflow_id: str) -> None:
+        if workflow_id not in self:
+            raise WorkflowNotRegisteredError(workflow_id)
+        del self._entries[workflow_id]
+
+    def get_or_raise(self, workflow_id: str) -> Any:
+        spec = self.get(workflow_id)
+        if spec is None:
+            raise WorkflowNotRegisteredError(workflow_id)
+        return spec
+
+    def list_ids(self) -> List[str]:
+        """Registered workflow ids, sorted."""
+        return list(self)
