@@ -29,8 +29,8 @@ from ....core.runtime import Runtime as _KernelRuntime
 from ....errors import RunBusyError, RunNotWaitingError, WaitKeyMismatchError
 from .._errors import (
     KeyMismatchError,
-    NoWorkflowRegistryError,
     NotWaitingError,
+    NoWorkflowRegistryError,
     UnsupportedStoreError,
 )
 from .config import RuntimeConfig

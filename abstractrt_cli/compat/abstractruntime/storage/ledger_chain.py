@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional
 from ....storage.chain import compute_record_hash as _compute_record_hash
 from ....storage.chain import verify_ledger_chain
 from .._errors import UnsupportedStoreError
-from .base import LedgerStore
 from ..core.models import StepRecord
+from .base import LedgerStore
 
 __all__ = ["HashChainedLedgerStore", "verify_ledger_chain", "compute_record_hash"]
 
