@@ -41,7 +41,7 @@ def _run_ids(n: int) -> List[str]:
     return [f"run-{k:02d}" for k in range(n)]
 
 
-def completed_keys(schema: str) -> Dict[str, Set[str]]:
+def completed_keys(schema: str, n_runs: int = N_RUNS) -> Dict[str, Set[str]]:
     """Per run, the idempotency keys whose completion its ledger records — after checking
     that every ledger verifies against its run's checkpoint and ends exactly there (the
     records and the checkpoint commit together), and that queries tell the truth."""
@@ -50,7 +50,7 @@ def completed_keys(schema: str) -> Dict[str, Set[str]]:
         rs, ls = stores.runs, stores.ledger
         out: Dict[str, Set[str]] = {}
         by_status: Dict[RunStatus, Set[str]] = {}
-        for rid in _run_ids(N_RUNS):
+        for rid in _run_ids(n_runs):
             run = rs.load(rid)
             records = ls.list(rid)
             if run is None:
@@ -72,9 +72,10 @@ def completed_keys(schema: str) -> Dict[str, Set[str]]:
         stores.close()
 
 
-def start_driver(schema: str, log: Path) -> subprocess.Popen:
+def start_driver(schema: str, log: Path, n_runs: int = N_RUNS,
+                 n_effects: int = N_EFFECTS) -> subprocess.Popen:
     return subprocess.Popen(asset_cmd("crash_driver.py", PG_URL, schema, str(log),
-                                      str(N_RUNS), str(N_EFFECTS)),
+                                      str(n_runs), str(n_effects)),
                             stdout=subprocess.PIPE, text=True)
 
 
@@ -235,7 +236,7 @@ def test_a_killed_ticker_frees_its_run_for_another(pg_schema: str, tmp_path: Pat
     log = tmp_path / "side.log"
     stores = open_stores(pg_schema)
     try:
-        proc = start_driver(pg_schema, log)  # drives run-00 first
+        proc = start_driver(pg_schema, log, 2, 60)  # drives run-00 first
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         while not any(r == "run-00" for r, _, _ in read_side_log(str(log))):
             time.sleep(0.01)
@@ -248,10 +249,10 @@ def test_a_killed_ticker_frees_its_run_for_another(pg_schema: str, tmp_path: Pat
         assert took < 2, took
     finally:
         stores.close()
-    finisher = start_driver(pg_schema, log)
+    finisher = start_driver(pg_schema, log, 2, 60)
     out, _ = finisher.communicate(timeout=300)
     assert finisher.returncode == 0 and out.split() == ["ready", "done"]
-    recorded = completed_keys(pg_schema)
+    recorded = completed_keys(pg_schema, 2)
     ran = Counter(key for _, key, _ in read_side_log(str(log)))
     assert all(n <= 2 for n in ran.values())
     assert sum(1 for n in ran.values() if n == 2) <= 1  # at most the one in flight
