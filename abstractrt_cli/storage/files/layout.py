@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .atomic import ensure_private_dir, make_private_dir_at, open_dir
 from .oserrors import mapped
@@ -60,12 +60,14 @@ class Layout:
             self.root_fd = open_dir(root)
         # rel -> (descriptor, (st_dev, st_ino) it was opened on)
         self._fds: Dict[str, Tuple[int, Tuple[int, int]]] = {}
+        self._retired: List[int] = []
         self.closed = False
         # This process may read here but not write (a read-only mount, no permission):
         # then nothing tries to (see version.py and index.py).
         self.read_only = not os.access(root, os.W_OK)
         self.version = 0  # set by version.open_version
-        self._finalizer = weakref.finalize(self, _close_fds, self.root_fd, self._fds)
+        self._finalizer = weakref.finalize(self, _close_fds, self.root_fd, self._fds,
+                                           self._retired)
 
     def close(self) -> None:
         self.closed = True
@@ -141,12 +143,12 @@ class Layout:
         return None
 
     def _forget(self, rel: str) -> None:
+        # Not closed now: another thread may be using the descriptor this very moment,
+        # and a closed number can be reused by the next open (writes would land in the
+        # wrong file). Directories are replaced rarely; the retired ones close with us.
         with self._mutex:
             for key in [k for k in self._fds if k == rel or k.startswith(rel + "/")]:
-                try:
-                    os.close(self._fds.pop(key)[0])
-                except OSError:
-                    pass
+                self._retired.append(self._fds.pop(key)[0])
 
     def shard_fd(self, run_id: str, *, create: bool) -> Optional[int]:
         return self.dir_fd(self.shard_of(run_id), create=create)
@@ -161,14 +163,28 @@ class Layout:
         return True
 
 
-def _close_fds(root_fd: int, fds: Dict[str, Tuple[int, Tuple[int, int]]]) -> None:
-    for fd, _ in fds.values():
+def _close_fds(root_fd: int, fds: Dict[str, Tuple[int, Tuple[int, int]]],
+               retired: List[int]) -> None:
+    for fd in [fd for fd, _ in fds.values()] + retired:
         try:
             os.close(fd)
         except OSError:
             pass
     fds.clear()
+    retired.clear()
     try:
         os.close(root_fd)
     except OSError:
         pass
+
+
+def _reset_after_fork() -> None:
+    # A thread of the parent may have held a mutex at the fork; the child has no such
+    # thread, so it starts with fresh ones (the descriptors stay valid in the child).
+    Layout._shared_guard = threading.Lock()
+    for layout in list(Layout._shared.values()):
+        layout._mutex = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -101,10 +101,9 @@ class FileLedgerStore:
         rid = validate_run_id(record.run_id)
         path = self._layout.ledger_path(rid)
         with mapped(path):
-            fd = locks.held_append_fd(path)
-            own = fd is None
-            if own:
-                fd = self._open_for_append(rid)
+            held = locks.held_append_fd(path)
+            own = held is None
+            fd = held if held is not None else self._open_for_append(rid)
             try:
                 st = os.fstat(fd)
                 tail = self._tails.get(rid)

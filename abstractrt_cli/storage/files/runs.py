@@ -149,6 +149,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
         key = index_key(run)
         with mapped(self._layout.run_path(rid)):
             shard = self._shard(rid, create=True)
+            assert shard is not None  # (create=True)
             name = rid + ".json"
             st = lstat_at(shard, name)
             refuse_symlink(st)
