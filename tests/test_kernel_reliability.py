@@ -38,6 +38,7 @@ from abstractrt_cli.errors import (
     InvalidChoiceError,
     LedgerMismatchError,
     LimitsError,
+    PromptMovedOnError,
     RunNotWaitingError,
     SignatureError,
 )
@@ -119,7 +120,7 @@ def test_resume_recorded_but_not_checkpointed_is_rolled_forward_not_answered_twi
     kinds = [r["kind"] for r in rt.get_ledger(rid)]
     assert kinds[-3:] == ["resume", "effect", "complete"]
     # A second, different answer is refused: the ledger shows the prompt answered.
-    with pytest.raises(RunNotWaitingError):
+    with pytest.raises(PromptMovedOnError, match="answered elsewhere"):
         rt.resume(run_id=rid, payload={"response": "b"})
     run = rt.get_state(rid)
     assert run.status is RunStatus.COMPLETED

@@ -314,7 +314,7 @@ def test_kill_after_the_answer_is_recorded_makes_exactly_one_request(tmp_path, l
         time.sleep(0.005)
     assert ledger is not None, p.stderr.read()
     os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    p.communicate()
     assert len(llm.requests) == 1
     out = subprocess.run([sys.executable, str(DRIVER), str(data), "tick", rid], env=env,
                          capture_output=True, text=True, timeout=60)

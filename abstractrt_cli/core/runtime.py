@@ -282,7 +282,13 @@ class Runtime:
             raise PayloadError(f"payload must be a JSON object, not {type(payload).__name__}")
         with self._locked(run_id) as op:
             wf = self._workflow_for(op.run, workflow)
+            was_waiting = op.run.status == RunStatus.WAITING
             op.roll_forward()
+            if was_waiting and op.run.status == RunStatus.RUNNING:
+                # The ledger shows this wait answered already (recorded before a crash):
+                # carry that answer on, and refuse this one.
+                op.run_loop(wf, max_steps)
+                raise _after_finish(op, PromptMovedOnError(op.run.run_id))
             if op.replay.has_effects() and op.run.status == RunStatus.RUNNING:
                 op.run_loop(wf, 0)  # catch up with the effects a crash left recorded
                 op.roll_forward()
