@@ -250,3 +250,13 @@ def test_kept_events_travel_with_their_receipts(pg_schema: str) -> None:
         assert not report["ok"] and "keeps no events" in report["errors"][0]["why"]
     finally:
         pg.close()
+
+
+def test_a_corrupt_source_run_is_reported_and_the_rest_copied(source: Stores) -> None:
+    Path(source.runs.path_of("done-2")).write_bytes(b'{"run_id": "torn')
+    mem = memory_stores()
+    report = copy_stores(source, mem)
+    assert not report["ok"] and len(report["errors"]) == 1
+    assert "done-2" in report["errors"][0]["why"]
+    assert mem.runs.load("done-2") is None
+    assert report["copied"] == len(snapshot(mem)) >= 6

@@ -62,7 +62,7 @@ def _run_ids(src: Stores, errors: List[Dict[str, Any]]) -> Iterable[str]:
         return ids()
 
     def corrupt(exc: CorruptRunError) -> None:
-        errors.append({"run_id": None, "why": f"source: {exc.message}"})
+        errors.append({"run_id": getattr(exc, "run_id", None), "why": f"source: {exc.message}"})
 
     return [r.run_id for r in src.runs.list_runs(limit=None, on_corrupt=corrupt)]
 
