@@ -55,7 +55,7 @@ from .atomic import (
 from .ids import validate_run_id
 from .index import IndexCorruptError, IndexKey, RunIndex
 from .jsonfmt import dumps_readable
-from .keys import index_key
+from .keys import RawKey, index_key, raw_key
 from .layout import Layout
 from .oserrors import cannot_write, mapped
 from .queries import FileQueries
@@ -92,7 +92,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
         self._writers = locks.SharedFlock(self._layout.rebuild_lock,
                                           opener=self._open_rebuild_lock)
         # run_id -> (indexed fields, identity of the run file that has them)
-        self._known: Dict[str, Tuple[IndexKey, FileIdent]] = {}
+        self._known: Dict[str, Tuple[RawKey, FileIdent]] = {}
         # Runs this store created whose row it left dirty (see ``_write_indexed``).
         self._born_dirty: Set[str] = set()
         self._finalizer = weakref.finalize(self, _close_all, self._index, self._writers)
@@ -146,7 +146,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
         """Atomically replace the run's file; update the index only if its fields changed."""
         rid = validate_run_id(run.run_id)
         data = dumps_readable(run.to_jsonable()).encode("utf-8")
-        key = index_key(run)
+        raw = raw_key(run)
         with mapped(self._layout.run_path(rid)):
             shard = self._shard(rid, create=True)
             assert shard is not None  # (create=True)
@@ -154,15 +154,15 @@ class FileRunStore(FileQueries, IndexUpkeep):
             st = lstat_at(shard, name)
             refuse_symlink(st)
             known = self._known.get(rid)
-            if known is not None and known[0] == key and st is not None \
+            if known is not None and known[0] == raw and st is not None \
                     and ident_of(st) == known[1]:
                 # The hot path: nothing indexed changed, nobody replaced the file.
-                self._remember(rid, key, self._write(rid, data))
+                self._remember(rid, raw, self._write(rid, data))
                 return
-            self._save_indexed(rid, shard, name, data, key, known is not None)
+            self._save_indexed(rid, shard, name, data, index_key(run), raw, known is not None)
 
     def _save_indexed(self, rid: str, shard: int, name: str, data: bytes, key: IndexKey,
-                      known: bool) -> None:
+                      raw: RawKey, known: bool) -> None:
         mine = locks.held_by_current_thread(self._layout.ledger_path(rid))
         if not mine and not self._acquire(rid, SAVE_LOCK_TIMEOUT, create=True):
             raise RunBusyError(rid)
@@ -171,7 +171,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
                 self._with_index(_ready)  # (re)build it now: never while holding `writers`
                 try:
                     with self._writers.shared():
-                        self._write_indexed(rid, shard, name, data, key, known)
+                        self._write_indexed(rid, shard, name, data, key, raw, known)
                     return
                 except IndexCorruptError:
                     if attempt == 2:
@@ -182,7 +182,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
                 self._release(rid)
 
     def _write_indexed(self, rid: str, shard: int, name: str, data: bytes, key: IndexKey,
-                       known: bool) -> None:
+                       raw: RawKey, known: bool) -> None:
         """Row first (dirty), then the file, then clean the row — or, if the row is dirty
         already, just the file and then the clean row.
 
@@ -211,7 +211,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
             idx.put(rid, key, dirty=born_dirty, durable=True)
             # A ledger our lock created for this run stays: it is the run's now.
             locks.keep_file(self._layout.ledger_path(rid))
-            self._remember(rid, key, self._write(rid, data))
+            self._remember(rid, raw, self._write(rid, data))
             if born_dirty:
                 self._hint_dirty(rid)
             return
@@ -222,14 +222,14 @@ class FileRunStore(FileQueries, IndexUpkeep):
             row = idx.get(rid)
             self._born_dirty.discard(rid)
             if row == (key, False):
-                self._remember(rid, key, self._write(rid, data))
+                self._remember(rid, raw, self._write(rid, data))
                 return
         if row is not None and row[1]:
-            self._remember(rid, key, self._write(rid, data))
+            self._remember(rid, raw, self._write(rid, data))
             idx.put(rid, key, dirty=False, durable=False)
             return
         idx.put(rid, key, dirty=True, durable=True)
-        self._remember(rid, key, self._write(rid, data))
+        self._remember(rid, raw, self._write(rid, data))
         idx.clear_dirty(rid, key)
 
     def _hint_dirty(self, rid: str) -> None:
@@ -253,10 +253,10 @@ class FileRunStore(FileQueries, IndexUpkeep):
                     raise
         raise AssertionError("unreachable")
 
-    def _remember(self, rid: str, key: IndexKey, ident: FileIdent) -> None:
+    def _remember(self, rid: str, raw: RawKey, ident: FileIdent) -> None:
         if len(self._known) >= _KNOWN_MAX:
             self._known.clear()  # only a cache: the next save of each run checks the index
-        self._known[rid] = (key, ident)
+        self._known[rid] = (raw, ident)
 
     def load(self, run_id: str) -> Optional[RunState]:
         """The run, or None if there is no such run; CorruptRunError if unreadable."""
@@ -281,7 +281,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
             # The run it is about, for callers that report it (errors.py has no field yet).
             exc.run_id = rid  # type: ignore[attr-defined]
             raise
-        self._remember(rid, index_key(run), ident)
+        self._remember(rid, raw_key(run), ident)
         return run
 
     def _run_file_exists(self, rid: str) -> bool:
