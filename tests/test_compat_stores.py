@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -127,3 +129,33 @@ def test_registry_refuses_duplicates_and_names_unknown_ids():
     assert "w" not in registry
     with pytest.raises(KeyError, match="not registered"):
         registry.unregister("w")
+
+
+def test_the_in_memory_store_answers_queries_while_another_thread_saves():
+    # AbstractRuntime's scheduler polls from a thread by default: its queries meet saves.
+    store = InMemoryRunStore()
+    done = threading.Event()
+    problems = []
+
+    def save_many():
+        for _ in range(400):
+            store.save(RunState.new(workflow_id="wf", entry_node="a"))
+        done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, so a save lands mid-query
+    try:
+        writer = threading.Thread(target=save_many)
+        writer.start()
+        while not done.is_set():
+            try:
+                store.list_runs(status=RunStatus.RUNNING)
+                store.list_due_wait_until(now_iso="2030-01-01T00:00:00Z")
+            except RuntimeError as exc:
+                problems.append(exc)
+                break
+        writer.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert problems == []
+    assert len(store.list_runs()) == 400
