@@ -627,3 +627,26 @@ def test_sessions_ask_the_server_to_probe_for_a_vanished_machine(pg_schema: str)
             assert stores.runs.db.connector.fetchone("SHOW tcp_keepalives_count")[0] == "3"
     finally:
         stores.close()
+
+
+def test_import_run_writes_verbatim_and_refuses_a_run_that_exists(pg_stores: Any) -> None:
+    rs, ls = pg_stores.runs, pg_stores.ledger
+    run = make_run("r1")
+    other = open_stores_memory_copy(run)
+    rs.import_run(run, other)
+    assert rs.load("r1") == run and ls.list("r1") == other
+    with pytest.raises(StoreIOError) as ei:
+        rs.import_run(run, other)
+    assert ei.value.code == "run_exists" and "r1" in str(ei.value)
+    assert ls.list("r1") == other  # nothing half-written
+
+
+def open_stores_memory_copy(run: RunState) -> List[dict]:
+    """A chained ledger for ``run`` made by the reference store, and the run checkpointed."""
+    from abstractrt_cli.storage.memory import InMemoryLedgerStore
+
+    mem = InMemoryLedgerStore()
+    for n in range(3):
+        mem.append(record(run.run_id, n))
+    run.ledger_count, run.ledger_head = mem.head(run.run_id)
+    return mem.list(run.run_id)

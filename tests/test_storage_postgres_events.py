@@ -12,7 +12,7 @@ from pg_helpers import pg_schema_fixture, pg_stores_fixture  # noqa: F401  (fixt
 
 from abstractrt_cli import Effect, RunStatus, StepPlan, WorkflowSpec
 from abstractrt_cli.core.models import KeptEvent
-from abstractrt_cli.errors import CorruptRunError
+from abstractrt_cli.errors import StoreIOError
 
 pytestmark = requires_pg
 
@@ -58,9 +58,9 @@ def test_put_keeps_receipts_and_a_corrupt_row_names_itself(pg_stores: Any, pg_sc
     ev.put(event(1, received_by=["a", "b"]))
     assert ev.list_events()[0].received_by == ["a", "b"]
     sql(f"UPDATE {pg_schema}.events SET event = '[1]' WHERE event_id = 'ev-1'")
-    with pytest.raises(CorruptRunError) as ei:
+    with pytest.raises(StoreIOError) as ei:
         ev.list_events()
-    assert "ev-1" in str(ei.value)
+    assert "ev-1" in str(ei.value) and ei.value.code == "corrupt_event"
 
 
 def waiter(key: str = "order:1") -> WorkflowSpec:

@@ -30,7 +30,7 @@ import copy as _copy
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ..core.models import RunState
-from ..errors import AbstractRTError, CorruptRunError
+from ..errors import AbstractRTError, CorruptRunError, StoreIOError
 from .base import Stores
 from .chain import verify_ledger_chain
 
@@ -172,7 +172,12 @@ def _copy_run(src: Stores, dst: Stores, rid: str, report: Dict[str, Any]) -> "tu
 
     importer = getattr(dst.runs, "import_run", None)
     if importer is not None and not have:
-        importer(run, records)
+        try:
+            importer(run, records)
+        except StoreIOError as exc:
+            if exc.code == "run_exists":  # created there since we looked
+                return "conflict", exc.message
+            raise
     else:
         with dst.runs.lock(rid, timeout=DST_LOCK_TIMEOUT):
             for rec in records[len(have):]:

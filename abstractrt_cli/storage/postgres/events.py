@@ -16,19 +16,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ...core.models import KeptEvent
 from ...core.timeutil import parse_timestamp
-from ...errors import CorruptRunError, PayloadError
+from ...errors import PayloadError, StoreIOError
 
 _LITERAL_PREFIX = re.compile(r"[^*?\[]*")
-
-
-class CorruptEventError(CorruptRunError):
-    """An event row whose JSON is not an event (edited by hand)."""
-
-    def __init__(self, location: str, event_id: str, why: str) -> None:
-        super().__init__(f"{location} event {event_id}", why)
-        self.message = f"corrupt event {event_id} in {location}: {why}"
-        self.args = (self.message,)
-        self.event_id = event_id
 
 
 def _like_prefix(prefix: str) -> str:
@@ -118,4 +108,5 @@ class PostgresEventStore:
             full: Dict[str, Any] = dict(data, received_by=list(received))
             return KeptEvent.from_dict(full)
         except ValueError as exc:
-            raise CorruptEventError(self._db.location, event_id, str(exc)) from None
+            raise StoreIOError(self._db.location, f"kept event {event_id} cannot be read: {exc}",
+                               code="corrupt_event") from None

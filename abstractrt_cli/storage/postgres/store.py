@@ -64,7 +64,7 @@ from .connection import Connector, Session, redact_url
 from .schema import SCHEMA_VERSION, check_schema_name, ensure_schema, wake_channel
 
 __all__ = ["PostgresDb", "PostgresRunStore", "PostgresLedgerStore", "open_stores",
-           "CAPABILITIES", "RunConflictError"]
+           "CAPABILITIES", "RUN_EXISTS"]
 
 # What this store offers beyond the protocols (``Stores.capabilities``).
 CAPABILITIES: FrozenSet[str] = frozenset({
@@ -77,24 +77,23 @@ CAPABILITIES: FrozenSet[str] = frozenset({
 _COMMIT_TRIES = 4
 
 
-class CorruptRunRowError(CorruptRunError):
+# No error classes of our own: every AbstractRTError subclass must have a code of its own
+# and a line in the README, so the PostgreSQL store raises the kernel's.
+RUN_EXISTS = "run_exists"  # StoreIOError.code of ``import_run`` finding the run there
+
+
+def corrupt_row(location: str, run_id: str, why: str) -> CorruptRunError:
     """A run row whose state cannot be read back as a run (edited by hand)."""
-
-    def __init__(self, location: str, run_id: str, why: str) -> None:
-        super().__init__(f"{location} run {run_id}", why)
-        self.message = f"corrupt run {run_id} in {location}: {why}"
-        self.args = (self.message,)
-        self.run_id = run_id
+    err = CorruptRunError(f"{location} run {run_id}", why)
+    err.run_id = run_id  # type: ignore[attr-defined]
+    return err
 
 
-class RunConflictError(StoreIOError):
-    """``import_run`` found the run, or ledger records of it, already in the store."""
-
-    code = "run_exists"
-
-    def __init__(self, location: str, run_id: str) -> None:
-        super().__init__(location, f"run {run_id} (or ledger records of it) already exists")
-        self.run_id = run_id
+def run_exists(location: str, run_id: str) -> StoreIOError:
+    err = StoreIOError(location, f"run {run_id} (or ledger records of it) already exists",
+                       code=RUN_EXISTS)
+    err.run_id = run_id  # type: ignore[attr-defined]
+    return err
 
 
 def _dumps(data: Any) -> str:
@@ -350,7 +349,7 @@ class PostgresDb:
     def import_run(self, run: RunState, records: Sequence[Dict[str, Any]]) -> None:
         """Write a run and its (already chained) ledger records verbatim, in one statement.
 
-        RunConflictError if the run or any ledger record of it exists already.
+        StoreIOError with code ``run_exists`` if the run or a ledger record of it exists.
         """
         rid = run.run_id
         params = _row_params(run)
@@ -361,7 +360,7 @@ class PostgresDb:
             with self.connector.mapped(s, passthrough=(psycopg.errors.UniqueViolation,)):
                 s.conn.execute(self.sql.import_run, params)
         except psycopg.errors.UniqueViolation:
-            raise RunConflictError(self.location, rid) from None
+            raise run_exists(self.location, rid) from None
         self.forget_head(rid)
 
     # ------------------------------------------------------------------ reads
@@ -370,9 +369,9 @@ class PostgresDb:
         try:
             run = RunState.from_dict(data)
         except ValueError as exc:
-            raise CorruptRunRowError(self.location, rid, str(exc)) from None
+            raise corrupt_row(self.location, rid, str(exc)) from None
         if run.run_id != rid:
-            raise CorruptRunRowError(self.location, rid, f"it holds run {run.run_id!r}")
+            raise corrupt_row(self.location, rid, f"it holds run {run.run_id!r}")
         return run
 
     def runs_from_rows(self, rows: Sequence[Tuple[Any, ...]], on_corrupt: OnCorrupt
@@ -462,7 +461,7 @@ class PostgresRunStore:
         return self._db.commit(rid, records, run)
 
     def import_run(self, run: RunState, records: Sequence[Dict[str, Any]]) -> None:
-        """A new run with its ledger, verbatim (``store copy``); RunConflictError if present."""
+        """A new run with its ledger, verbatim (``store copy``); ``run_exists`` if present."""
         self.validate_run_id(run.run_id)
         for rec in records:
             if rec.get("run_id") != run.run_id:
