@@ -31,5 +31,4 @@ class JsonlLedgerStore(FileLedgerStore, LedgerStore):
     """abstractrt's hash-chained JSONL ledgers (appends fdatasynced before returning)."""
 
     def __init__(self, base_dir: Union[str, Path], **options: object) -> None:
-        options.setdefault("create", True)
         super().__init__(str(base_dir), **options)  # type: ignore[arg-type]
