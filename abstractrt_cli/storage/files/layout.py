@@ -87,16 +87,19 @@ class Layout:
 
     # ------------------------------------------------------------------ directories
 
-    def dir_fd(self, rel: str, *, create: bool) -> Optional[int]:
+    def dir_fd(self, rel: str, *, create: bool, check: bool = True) -> Optional[int]:
         """The descriptor of ``rel`` ("runs", "runs/a", "index"); None if it does not
         exist and ``create`` is false. Creating makes each new ``mkdir`` durable.
 
-        A kept descriptor is used only while the path still leads to it (one ``lstat``):
-        a directory moved away, removed, or replaced by a symlink meanwhile is opened
-        afresh (and a symlink refused), so nothing is written where the path does not go.
+        A kept descriptor is used only while the path still leads to it (an ``lstat`` a
+        component): a directory moved away, removed, or replaced by a symlink meanwhile is
+        opened afresh (and a symlink refused), so nothing is written where the path does
+        not go. ``check=False``: the caller checked it a moment ago, in the same operation.
         """
         kept = self._fds.get(rel)
         if kept is not None:
+            if not check:
+                return kept[0]
             moved = self._first_moved(rel)
             if moved is None:
                 return kept[0]
@@ -150,8 +153,8 @@ class Layout:
             for key in [k for k in self._fds if k == rel or k.startswith(rel + "/")]:
                 self._retired.append(self._fds.pop(key)[0])
 
-    def shard_fd(self, run_id: str, *, create: bool) -> Optional[int]:
-        return self.dir_fd(self.shard_of(run_id), create=create)
+    def shard_fd(self, run_id: str, *, create: bool, check: bool = True) -> Optional[int]:
+        return self.dir_fd(self.shard_of(run_id), create=create, check=check)
 
     def forget_if_gone(self, rel: str) -> bool:
         """Drop a kept descriptor whose directory was removed (a file created in it fails

@@ -237,13 +237,14 @@ class FileRunStore(FileQueries, IndexUpkeep):
             self._born_dirty.clear()  # only a hint: without it the save takes the long form
         self._born_dirty.add(rid)
 
-    def _shard(self, rid: str, *, create: bool) -> Optional[int]:
-        return self._layout.shard_fd(rid, create=create)
+    def _shard(self, rid: str, *, create: bool, check: bool = True) -> Optional[int]:
+        return self._layout.shard_fd(rid, create=create, check=check)
 
     def _write(self, rid: str, data: bytes) -> FileIdent:
         name = rid + ".json"
         for attempt in (1, 2):
-            shard = self._shard(rid, create=True)
+            # (the save checked the directory a moment ago; a retry checks it again)
+            shard = self._shard(rid, create=True, check=attempt == 2)
             assert shard is not None
             try:
                 return atomic_write(shard, name, data, fsync=self._fsync)
@@ -341,7 +342,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
 
     def _still_named(self, rid: str, fd: int) -> bool:
         """After the flock: is ``fd`` still the run's ledger (not one unlinked meanwhile)?"""
-        shard = self._shard(rid, create=False)
+        shard = self._shard(rid, create=False, check=False)  # the opener just checked it
         st = lstat_at(shard, rid + ".jsonl") if shard is not None else None
         mine = os.fstat(fd)
         return st is not None and (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev)
@@ -350,7 +351,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
         """A ledger the lock created and nothing used: remove it (we still hold it)."""
         if not created or os.fstat(fd).st_size != 0 or not self._still_named(rid, fd):
             return
-        shard = self._shard(rid, create=False)
+        shard = self._shard(rid, create=False, check=False)
         if shard is not None:
             os.unlink(rid + ".jsonl", dir_fd=shard)
 
