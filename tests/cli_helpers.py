@@ -173,7 +173,7 @@ class CLI:
                 if k.startswith(ENV_PREFIX):
                     monkeypatch.delenv(k)
             for k, v in self.env.items():
-                if k.startswith(ENV_PREFIX) or k in ("NO_COLOR", "COLUMNS"):
+                if k.startswith(ENV_PREFIX) or k in ("NO_COLOR", "COLUMNS", "XDG_CONFIG_HOME"):
                     monkeypatch.setenv(k, v)
         self._runner = CliRunner()
 
@@ -187,6 +187,8 @@ class CLI:
                 "ABSTRACTRT_ACTOR": "tester",
                 "NO_COLOR": "1",
                 "COLUMNS": "200",
+                # No signing key or config of the person running the tests leaks in.
+                "XDG_CONFIG_HOME": str(self.tmp / "xdg-config"),
             }
         )
         return env

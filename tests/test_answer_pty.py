@@ -1,7 +1,7 @@
 """``abstractrt answer`` as a person uses it: in a real pseudo-terminal.
 
 The installed program runs with its stdin, stdout and stderr on the slave side of a pty;
-the test reads the master side with ``select`` and a deadline, so a command that hangs
+the test reads the master side with ``poll`` and a deadline, so a command that hangs
 fails the test instead of blocking the suite. A pipe instead of a terminal must be
 refused with a pointer to the non-interactive ways of answering.
 """
@@ -74,6 +74,14 @@ def state(env: Dict[str, str], run_id: str) -> Dict[str, Any]:
     return run_json(env, "show", run_id)
 
 
+def readable(fd: int, timeout: float) -> bool:
+    """``fd`` has data (or EOF) within ``timeout`` seconds. poll(), not select(): select
+    cannot watch a descriptor numbered 1024 or more, which a long test session reaches."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout) * 1000))
+
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 
 
@@ -102,8 +110,7 @@ class Terminal:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or self.eof:
             return
-        ready, _, _ = select.select([self.master], [], [], remaining)
-        if not ready:
+        if not readable(self.master, remaining):
             return
         try:
             data = os.read(self.master, 65536)
@@ -211,6 +218,10 @@ def test_menu_refuses_invalid_choice_then_takes_number_then_free_text(
     assert "must be one of 'approve', 'reject'" in refusal
     assert "Approve expense" not in refusal  # asked again in place, not the whole card
 
+    t.type("3")  # a number off the menu says which numbers there are
+    refusal = t.expect("> ")
+    assert "there is no choice 3" in refusal and "pick 1–2" in refusal, refusal
+
     t.type(typed)
     reason_card = t.expect("answer (text; empty to skip; Ctrl-D to stop)> ")
     assert f"Reason for '{verdict}'" in reason_card
@@ -219,7 +230,13 @@ def test_menu_refuses_invalid_choice_then_takes_number_then_free_text(
     t.expect("answered 2 prompts")
     assert t.finish() == 0, t.transcript
     assert "Traceback" not in t.transcript
-    assert f"{rid}  approval  completed" in t.transcript
+    # The summary lists each prompt with its answer, once.
+    summary = [ln.strip() for ln in t.transcript.split("answered 2 prompts", 1)[1].strip().splitlines()]
+    assert summary == [
+        f"✓ {rid[:8]}  Approve expense 'New laptop' for 1450 EUR?  → {verdict}  (run waiting)",
+        f"✓ {rid[:8]}  Reason for '{verdict}' (free text, kept in the ledger)?  → within budget, "
+        "see ticket #42  (run completed)",
+    ], summary
 
     run = state(env, rid)
     assert run["status"] == "completed", run
@@ -274,21 +291,46 @@ def test_answer_parent_run_asks_its_childs_prompt(env, terminal):
     assert run["output"]["login"] == "grace.hopper"
 
 
-def test_empty_line_and_ctrl_d_skip_and_change_nothing(env, terminal, tmp_path):
+def test_empty_line_skips_and_ctrl_d_ends_the_session(env, terminal, tmp_path):
+    """Ctrl-D counted as "skip" and the session carried on: the next thing typed, a shell
+    command, was recorded as an answer (issue 9, bug 3). Now it ends the session, exit 0,
+    with a newline so the shell prompt starts on a line of its own."""
     a = start(env, "approval", "title=First")
     b = start(env, "approval", "title=Second")
+    c = start(env, "approval", "title=Third")
     before = snapshot(tmp_path / "data")
 
     t = terminal("answer")
     assert "'First'" in t.expect("> ")
-    t.type("")  # Enter on an empty line: skip this prompt
+    t.type("")  # Enter on an empty line: skip this prompt, go on
     assert "'Second'" in t.expect("> ")
-    os.write(t.master, b"\x04")  # Ctrl-D at the start of a line: end of input, skip too
-    t.expect("answered 0 prompts")
+    t.wait_blocked()
+    os.write(t.master, b"\x04")  # Ctrl-D at the start of a line: end of input
+    t.expect("answered 0 prompts, skipped 2")
     assert t.finish() == 0, t.transcript
-
+    assert "Ctrl-D to stop)> \nanswered 0 prompts, skipped 2\n" in t.transcript, t.transcript
+    assert "'Third'" not in t.transcript  # nothing more was asked
+    summary = [ln.strip() for ln in t.transcript.split("skipped 2\n", 1)[1].splitlines()]
+    assert summary == [f"– {a[:8]}  Approve expense 'First' for 250 EUR?  (skipped)",
+                       f"– {b[:8]}  Approve expense 'Second' for 250 EUR?  (skipped)"], summary
+    try:  # what is typed next goes to the shell, never into a run
+        os.write(t.master, b"echo rc=$?\r")
+    except OSError:
+        pass
     assert snapshot(tmp_path / "data") == before
-    assert state(env, a)["status"] == state(env, b)["status"] == "waiting"
+    assert {state(env, r)["status"] for r in (a, b, c)} == {"waiting"}
+
+
+def test_answer_a_run_that_waits_for_no_person_in_a_terminal(env, terminal):
+    """`answer RUN` on a completed run reported "answered 0 prompt(s)", exit 0."""
+    rid = start(env, "approval", "title=Done")
+    assert run_cli(env, "resume", rid, "--answer", "approve").returncode == 0
+    assert run_cli(env, "resume", rid, "--answer", "ok").returncode == 0
+    t = terminal("answer", rid)
+    assert t.finish() == 1, t.transcript
+    lines = [ln for ln in t.transcript.splitlines() if ln.strip()]
+    assert lines == [f"error: run {rid} is not waiting for a person's answer, nor are its "
+                     "children (status: completed)"], lines
 
 
 def test_ctrl_c_stops_cleanly(env, terminal, tmp_path):
@@ -375,7 +417,7 @@ def test_answer_with_piped_stdin_but_terminal_stdout_refuses(env, tmp_path):
         slave = -1
         _, err = proc.communicate(b"1\nbecause\n", timeout=TIMEOUT)
         out = b""
-        while select.select([master], [], [], 0.2)[0]:
+        while readable(master, 0.2):
             try:
                 chunk = os.read(master, 65536)
             except OSError:

@@ -54,6 +54,7 @@ COMMANDS = [
     "limits",
     "reindex",
     "config",
+    "key",
 ]
 
 

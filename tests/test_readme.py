@@ -4,7 +4,9 @@ scripts exist and the CI entry point calls the README's test command."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +80,51 @@ def test_quick_start_scripts_and_ci() -> None:
 def test_readme_exit_codes_table() -> None:
     section = README.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     assert re.findall(r"^\| (\d) \|", section, flags=re.M) == ["0", "1", "2", "3", "4"]
+
+
+def _normalised(text: str, ids: dict) -> list:
+    for real, shown in ids.items():
+        text = text.replace(real, shown)
+    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d", "<time>", text)
+    text = re.sub(r"\(\d+s ago\)", "(<ago>)", text)
+    text = re.sub(r"\b\d+ms\b", "<ms>", text)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def test_quick_start_transcript_matches_the_real_output(tmp_path: Path) -> None:
+    """The README's transcript, command by command, against what the installed program
+    prints (run ids, times and durations aside)."""
+    from cli_helpers import abstractrt_command
+
+    quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```console\n(.*?)```", quick, flags=re.S).group(1)
+    steps: list = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        else:
+            steps[-1][1].append(line)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABSTRACTRT_")}
+    env.update({"ABSTRACTRT_DATA_DIR": str(tmp_path / "data"),
+                "ABSTRACTRT_WORKFLOWS": str(ROOT / "workflows"),
+                "ABSTRACTRT_CONFIG": empty_config(tmp_path), "ABSTRACTRT_ACTOR": "alice",
+                "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "NO_COLOR": "1", "COLUMNS": "200",
+                "TZ": "Europe/Berlin"})
+    ids: dict = {}
+    shown_id = re.search(r"started run (\S+)", block).group(1)
+    for command, expected in steps:
+        argv = shlex.split(command, comments=True)
+        assert argv[0] == "abstractrt", command
+        if ids:
+            real_id = next(iter(ids))
+            argv = [a.replace(shown_id[:6], real_id[:6]) for a in argv]
+        cp = subprocess.run(abstractrt_command() + argv[1:], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, timeout=60)
+        if not ids:
+            real_id = re.search(r"started run (\S+)", cp.stdout).group(1)
+            ids = {real_id: shown_id, real_id[:8]: shown_id[:8]}
+        assert _normalised(cp.stdout, ids) == _normalised("\n".join(expected), {}), (
+            f"$ {command}\n--- real output\n{cp.stdout}")

@@ -1,7 +1,16 @@
-"""Store administration and settings: reindex, config."""
+"""Store administration, settings and keys: reindex, config, key."""
+
+from enum import Enum
+from typing import Annotated
+
+import typer
 
 from . import render
 from .common import Call, command, result_exit
+
+
+class KeyAction(str, Enum):
+    init = "init"
 
 
 @command("reindex")
@@ -38,4 +47,27 @@ def config_cmd(call: Call) -> int:
         render.print_json(report)
     else:
         render.Printer().table(render.config_table(report))
+    return result_exit()
+
+
+@command("key")
+def key_cmd(
+    call: Call,
+    action: Annotated[KeyAction, typer.Argument(help="init: create the signing key.",
+                                                show_default=False)],
+) -> int:
+    """Create the key that signs checkpoints (HMAC-SHA256, kept 0600 outside the data dir).
+
+    Then every checkpoint is signed, and `ledger RUN --verify` checks the signature.
+
+    Example: abstractrt key init
+    """
+    from ..ops import admin as ops
+
+    result = ops.key_init()
+    if call.json:
+        render.print_json(result)
+    else:
+        render.Printer().line(f"created signing key {result['key_file']} (mode 0600); "
+                              "checkpoints are signed from now on")
     return result_exit()

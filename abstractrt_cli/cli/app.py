@@ -99,7 +99,7 @@ def _main(
 
 # The order of `abstractrt --help`: the life of a run, then reading, then administration.
 _ORDER = ["workflows", "start", "tick", "resume", "answer", "emit", "waiting", "runs", "show",
-          "ledger", "cancel", "limits", "reindex", "config"]
+          "ledger", "cancel", "limits", "reindex", "config", "key"]
 
 for _name, _fn, _settings in sorted(common.COMMANDS, key=lambda c: _ORDER.index(c[0])
                                     if c[0] in _ORDER else len(_ORDER)):

@@ -78,16 +78,13 @@ class Call:
     def json(self) -> bool:
         return self.g.json
 
-    def settings(self) -> Any:
-        from ..settings import resolve
-
-        return resolve(self.g.data_dir, self.g.workflows, self.g.store)
-
     def session(self) -> Any:
+        """The session over the settings in effect (resolved once, before the command runs)."""
         if self._session is None:
             from ..ops.session import Session
+            from ..settings import resolve
 
-            self._session = Session(self.settings())
+            self._session = Session(resolve(self.g.data_dir, self.g.workflows, self.g.store))
         return self._session
 
     def close(self) -> None:
@@ -143,6 +140,9 @@ def run_command(fn: Callable[..., Optional[int]], call: Call, kwargs: dict) -> N
     try:
         try:
             with render.command_output():
+                # Settings first, for every command: a config file named by ABSTRACTRT_CONFIG
+                # that does not exist is wrong usage before anything else is read or done.
+                call.session()
                 code = fn(call, **kwargs)
                 render.flush()
         finally:

@@ -96,6 +96,7 @@ class Card:
     footer: List[str] = field(default_factory=list)
     style: str = "cyan"
     code: Optional[Tuple[str, str]] = None  # (label, json text), highlighted in rich mode
+    field_styles: Dict[str, str] = field(default_factory=dict)  # field name → style, rich mode
 
 
 class Printer:
@@ -170,7 +171,7 @@ class Printer:
         grid.add_column(style="bold")
         grid.add_column()
         for k, v in c.fields:
-            grid.add_row(k, Text(v))
+            grid.add_row(k, Text(v, style=c.field_styles.get(k, "")))
         parts: List[Any] = [grid]
         if c.code:
             from rich.syntax import Syntax
@@ -387,7 +388,8 @@ def ledger_table(records: Sequence[Dict[str, Any]]) -> Table:
         if rec.get("error"):
             detail = "error: " + compact(rec["error"], 70)
         elif kind == "start":
-            detail = f"{by}: vars " + compact(res.get("vars"), 50)
+            start_vars = {k: v for k, v in (res.get("vars") or {}).items() if k != "_limits"}
+            detail = f"{by}: vars " + compact(start_vars, 60)
         elif kind == "resume":
             detail = f"{by}: " + compact(res.get("payload"), 55)
         elif kind == "cancel":
@@ -407,7 +409,8 @@ def ledger_table(records: Sequence[Dict[str, Any]]) -> Table:
                        if (rec.get("ended_at") or rec.get("started_at")) else "",
                        rec.get("node_id") or "", what or "", status,
                        str(rec.get("attempt") or "") if kind == "effect" else "",
-                       _took(rec.get("started_at"), rec.get("ended_at")), detail])
+                       "" if kind == "start" else _took(rec.get("started_at"), rec.get("ended_at")),
+                       detail])
         t.styles.append({"failed": "red", "completed": "green", "waiting": "yellow",
                          "resumed": "cyan", "cancelled": "magenta"}.get(status))
     return t
@@ -441,7 +444,13 @@ def run_summary_card(run: RunState, *, heading: Optional[str] = None) -> Card:
     if where:
         fields.append(("Raised at", where))
     return Card(title=heading or f"run {short(run.run_id)}", fields=fields, code=code,
-                style=STATUS_STYLE.get(run.status.value, "cyan"))
+                style=STATUS_STYLE.get(run.status.value, "cyan"), field_styles=status_styles(run))
+
+
+def status_styles(run: RunState) -> Dict[str, str]:
+    """The status in its colour (failed in red), and the error too."""
+    return {"Status": "bold " + STATUS_STYLE.get(run.status.value, "cyan"),
+            "Error": "red", "Raised at": "red", "Traceback": "red"}
 
 
 def error_where(run: RunState) -> Optional[str]:
@@ -496,7 +505,7 @@ def show_card(data: Dict[str, Any]) -> Card:
     return Card(title=f"run {short(run.run_id)}", fields=fields,
                 code=("Vars", json.dumps(user_vars, indent=2, ensure_ascii=False, default=str)),
                 footer=[f"→ {cmd}"] if cmd else [],
-                style=STATUS_STYLE.get(run.status.value, "cyan"))
+                style=STATUS_STYLE.get(run.status.value, "cyan"), field_styles=status_styles(run))
 
 
 def show_json(data: Dict[str, Any]) -> Dict[str, Any]:
@@ -592,10 +601,10 @@ def interactive_summary_lines(report: Any) -> List[str]:
     head = f"answered {plural(n, 'prompt')}" + (f", skipped {k}" if k else "")
     lines = [head]
     for a in report.answered:
-        lines.append(f"  ✓ {a['run_id'][:8]}  {compact(a['prompt'], 50)}  → "
-                     f"{compact(a['response'], 40)}  (run {a['status']})")
+        lines.append(f"  ✓ {a['run_id'][:8]}  {compact(a['prompt'], 80)}  → "
+                     f"{compact(a['response'], 60)}  (run {a['status']})")
     for sk in report.skipped:
-        lines.append(f"  – {sk['run_id'][:8]}  {compact(sk['prompt'], 50)}  (skipped)")
+        lines.append(f"  – {sk['run_id'][:8]}  {compact(sk['prompt'], 80)}  (skipped)")
     return lines
 
 

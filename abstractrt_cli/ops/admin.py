@@ -13,7 +13,7 @@ from .session import Session, hinted
 @hinted
 def reindex(s: Session) -> Dict[str, Any]:
     """Rebuild the store's query index from its runs (reads every run: for recovery only)."""
-    if s.stores.kind == "memory":  # no data dir yet: nothing to index, and nothing created
+    if s.store_missing():  # no data dir yet: nothing to index, and nothing is created
         return {"runs": 0, "corrupt": 0, "removed": 0, "seconds": 0.0}
     return s.stores.reindex()
 
@@ -81,3 +81,11 @@ def complete_workflow_ids(s: Session, incomplete: str) -> List[Dict[str, str]]:
         return out
     except (AbstractRTError, OSError):
         return []
+
+
+def key_init() -> Dict[str, Any]:
+    """Create the signing key file (0600, in the user config dir, outside any data dir)."""
+    from ..core.integrity import init_signing_key
+
+    path = init_signing_key()
+    return {"key_file": str(path)}

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
-from ..core.models import RunState, RunStatus, WaitReason
-from ..errors import AbstractRTError, CorruptRunError, RunBusyError
+from ..core.models import RunState, RunStatus
+from ..errors import AbstractRTError, CorruptRunError, RunBusyError, UnknownWorkflowError
 from ..settings import current_actor
 from .session import Outcome, Session, hinted
 
@@ -23,6 +23,17 @@ def still_running_hint(run: RunState, why: str) -> List[str]:
             f"`abstractrt tick {run.run_id}`"]
 
 
+def did_you_mean(exc: UnknownWorkflowError, typed: str, known: List[str]) -> UnknownWorkflowError:
+    """``start releas``: name the workflow that was probably meant."""
+    import difflib
+
+    close = difflib.get_close_matches(typed, known, n=3, cutoff=0.6)
+    if close:
+        guess = " or ".join(repr(c) for c in close)
+        exc.with_hint(f"did you mean {guess}?" + (f" {exc.hint}" if exc.hint else ""))
+    return exc
+
+
 @dataclass
 class StartResult:
     run: RunState
@@ -33,7 +44,10 @@ class StartResult:
 @hinted
 def start(s: Session, workflow_id: str, *, vars: Dict[str, Any], tick: bool = True,
           max_steps: int = 100, answers: Optional[List["AnswerRule"]] = None) -> StartResult:
-    entry = s.workflows.entry(workflow_id)
+    try:
+        entry = s.workflows.entry(workflow_id)
+    except UnknownWorkflowError as exc:
+        raise did_you_mean(exc, workflow_id, list(s.workflows.registry)) from None
     s.creates_runs = True
     rt = s.runtime()
     run_id = rt.start(workflow=entry.spec, vars=vars, actor_id=current_actor())
@@ -79,30 +93,10 @@ class TickAllSummary:
         }
 
 
-def runnable(s: Session, rt: Any, on_corrupt: Callable[[CorruptRunError], None]) -> List[Tuple[str, str]]:
-    """The runs that can move now, as (run id, reason), oldest question first.
-
-    Today's rule until the kernel's ``Runtime.runnable(now)`` lands (then this is one
-    call): running runs, waiting runs whose time has come, and parents whose child has
-    ended (left behind by a crash or a busy lock).
-    """
-    rs = s.run_store
-    found: Dict[str, str] = {}
-    for run in rs.list_runs(status=RunStatus.RUNNING, on_corrupt=on_corrupt):
-        found.setdefault(run.run_id, "running")
-    for run in rs.list_due_wait_until(now=rt.now(), on_corrupt=on_corrupt):
-        retry = bool(((run.waiting.details or {}) if run.waiting else {}).get("retry"))
-        found.setdefault(run.run_id, "retry due" if retry else "timer due")
-    for run in rs.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.SUBWORKFLOW,
-                            on_corrupt=on_corrupt):
-        child_id = ((run.waiting.details or {}) if run.waiting else {}).get("sub_run_id")
-        try:
-            child = rs.load(child_id) if child_id else None
-        except AbstractRTError:
-            child = None  # the child's own problem is reported when it is ticked or listed
-        if child is not None and child.status.is_terminal:
-            found.setdefault(run.run_id, "child ended")
-    return list(found.items())
+def runnable(rt: Any, on_corrupt: Callable[[CorruptRunError], None]) -> List[Tuple[str, str]]:
+    """The runs that can move now, as (run id, reason): the kernel decides (``tick --all``
+    and the worker ask the same question)."""
+    return [(r.run_id, r.reason) for r in rt.runnable(rt.now(), on_corrupt=on_corrupt)]
 
 
 @hinted
@@ -124,7 +118,7 @@ def tick_all(s: Session, *, max_steps: int = 100,
     def corrupt(exc: CorruptRunError) -> None:
         report(str(exc))
 
-    candidates = runnable(s, rt, corrupt)
+    candidates = runnable(rt, corrupt)
     total = summary.considered = len(candidates)
     seen_warnings: Set[str] = set()
     for i, (run_id, _reason) in enumerate(candidates):

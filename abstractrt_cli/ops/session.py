@@ -10,6 +10,7 @@ command-line advice.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -73,41 +74,6 @@ class Outcome:
     warnings: List[str] = field(default_factory=list)
 
 
-def _open_stores(store: Optional[str], data_dir: Path, *, create: bool) -> Any:
-    from .. import storage
-
-    opener = getattr(storage, "open_stores", None)
-    if opener is not None:
-        return opener(store, data_dir, create=create)
-    return _interim_open_stores(store, data_dir, create=create)
-
-
-def _interim_open_stores(store: Optional[str], data_dir: Path, *, create: bool) -> Any:
-    """The factory's rule until ``storage.open_stores`` exists (the storage helper's part)."""
-    from ..errors import StoreUnavailableError
-    from ..storage import files, memory
-    from ..storage.base import Stores
-
-    class _Runs:
-        def __init__(self, inner: Any) -> None:
-            self._inner = inner
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._inner, name)
-
-        def validate_run_id(self, run_id: Any) -> str:
-            return files.validate_run_id(run_id)
-
-    if store and "://" in store:
-        raise StoreUnavailableError(f"store {store.split('://')[0]}:// is not available yet")
-    directory = Path(store) if store else data_dir
-    if not create and not directory.exists():
-        return Stores(runs=_Runs(memory.InMemoryRunStore()), ledger=memory.InMemoryLedgerStore(),
-                      kind="memory", location=str(directory))
-    runs, ledger = files.open_file_stores(directory)
-    return Stores(runs=_Runs(runs), ledger=ledger, kind="files", location=str(directory))
-
-
 class Session:
     """One command's view of the world: settings, stores, and (lazily) the workflows."""
 
@@ -120,7 +86,9 @@ class Session:
     @cached_property
     def stores(self) -> Any:
         """The ``storage.base.Stores`` bundle; a query never creates a missing data dir."""
-        return _open_stores(self.settings.store, self.settings.data_dir, create=self.creates_runs)
+        from ..storage import open_stores
+
+        return open_stores(self.settings.store, self.settings.data_dir, create=self.creates_runs)
 
     @property
     def run_store(self) -> Any:
@@ -149,12 +117,15 @@ class Session:
         return Runtime(run_store=self.run_store, ledger_store=self.ledger_store,
                        workflow_registry=self.workflows.registry, config=config)
 
+    def store_missing(self) -> bool:
+        """A file store whose directory does not exist yet (it reads as empty)."""
+        st = self.stores
+        return st.kind == "files" and not os.path.isdir(st.location)
+
     def where(self) -> str:
         """Which store a query read, for messages ("no runs in …")."""
-        st = self.stores
-        if st.kind == "memory" and self.settings.store is None:
-            return f"{self.settings.data_dir} (no data dir there yet)"
-        return st.location
+        location = self.stores.location
+        return f"{location} (no data dir there yet)" if self.store_missing() else location
 
     def close(self) -> None:
         if "stores" in self.__dict__:
