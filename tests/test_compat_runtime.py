@@ -28,7 +28,7 @@ from abstractrt_cli.compat.abstractruntime.core.runtime import EffectOutcome
 from abstractrt_cli.compat.abstractruntime.core.vars import ensure_namespaces, get_limits
 from abstractrt_cli.compat.abstractruntime.identity import ActorFingerprint
 from abstractrt_cli.core.runtime import Runtime as KernelRuntime
-from abstractrt_cli.errors import AbstractRTError
+from abstractrt_cli.errors import RunNotWaitingError, WaitKeyMismatchError
 
 
 def waiting_flow(workflow_id: str = "greet") -> WorkflowSpec:
@@ -96,8 +96,7 @@ def test_resume_refusals_are_value_errors_worded_like_abstractruntime_and_change
 
     with pytest.raises(ValueError, match="wait_key mismatch: expected 'go', got 'stop'") as info:
         rt.resume(workflow=wf, run_id=run_id, wait_key="stop", payload={})
-    assert isinstance(info.value, AbstractRTError)
-    assert info.value.code == "wait_key_mismatch"
+    assert isinstance(info.value, WaitKeyMismatchError)  # the kernel's class, for our callers
     assert rt.get_ledger(run_id) == ledger_before
     assert rt.get_state(run_id).status == RunStatus.WAITING
 
@@ -105,7 +104,7 @@ def test_resume_refusals_are_value_errors_worded_like_abstractruntime_and_change
     assert done.output == {"event": {"n": 1}}
     with pytest.raises(ValueError, match="is not waiting") as info:
         rt.resume(workflow=wf, run_id=run_id, wait_key="go", payload={})
-    assert info.value.code == "run_not_waiting"
+    assert isinstance(info.value, RunNotWaitingError)
 
 
 def test_a_subworkflow_without_a_registry_fails_naming_what_is_missing():

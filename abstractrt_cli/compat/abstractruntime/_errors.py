@@ -1,28 +1,39 @@
 """Errors this layer raises where AbstractRuntime raised a built-in exception.
 
-Each is an ``AbstractRTError`` (abstractrt's one exception tree) that is also the built-in
-AbstractRuntime raised, so ``except ValueError`` / ``except KeyError`` written for it still
-catch it. Those that refine a kernel error keep its ``code``: they are the same kind of
-failure, worded as AbstractRuntime worded it.
+Each is an ``AbstractRTError`` (abstractrt's one exception tree, one ``code`` per class)
+that is also the built-in AbstractRuntime raised, so ``except ValueError`` /
+``except TypeError`` written for it still catch it. The two resume refusals also derive
+from the kernel's classes (``RunNotWaitingError``, ``WaitKeyMismatchError``): code that
+catches those catches these. Where the kernel's own error is the right one, this layer
+raises it, worded as AbstractRuntime worded it (``reworded``).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, TypeVar
 
-from ...core.outcome import NonRetryableError
 from ...errors import (
     AbstractRTError,
     DuplicateWorkflowError,
     RunNotWaitingError,
     StoreCapabilityError,
-    UnknownWorkflowError,
     WaitKeyMismatchError,
 )
 
+E = TypeVar("E", bound=AbstractRTError)
+
+
+def reworded(exc: E, message: str) -> E:
+    """The same error (class, code, fields) with AbstractRuntime's message."""
+    exc.message = message
+    exc.args = (message,)
+    return exc
+
 
 class NotWaitingError(RunNotWaitingError, ValueError):
-    """A resume of a run that is not waiting (AbstractRuntime: ``ValueError``)."""
+    """Resume refused: the run is not waiting (AbstractRuntime API; also a ValueError)."""
+
+    code = "abstractruntime_not_waiting"
 
     def __init__(self, run_id: str, status: str, *, detail: Optional[str] = None) -> None:
         AbstractRTError.__init__(self, detail or f"Run '{run_id}' is not waiting (status={status})")
@@ -31,7 +42,9 @@ class NotWaitingError(RunNotWaitingError, ValueError):
 
 
 class KeyMismatchError(WaitKeyMismatchError, ValueError):
-    """A resume with another wait key than the run's (AbstractRuntime: ``ValueError``)."""
+    """Resume refused: the run waits on another wait key (AbstractRuntime API; also a ValueError)."""
+
+    code = "abstractruntime_wait_key_mismatch"
 
     def __init__(self, run_id: str, expected: Optional[str], given: str) -> None:
         AbstractRTError.__init__(
@@ -42,6 +55,8 @@ class KeyMismatchError(WaitKeyMismatchError, ValueError):
 
 
 class WorkflowAlreadyRegisteredError(DuplicateWorkflowError, ValueError):
+    """Registering a workflow id that is registered already (also a ValueError)."""
+
     code = "workflow_already_registered"
 
     def __init__(self, workflow_id: str) -> None:
@@ -52,33 +67,15 @@ class WorkflowAlreadyRegisteredError(DuplicateWorkflowError, ValueError):
         self.paths = ()
 
 
-class WorkflowNotRegisteredError(UnknownWorkflowError):
-    """A registry lookup of an id nobody registered (a ``KeyError``)."""
-
-    def __init__(self, workflow_id: str) -> None:
-        AbstractRTError.__init__(self, f"Workflow '{workflow_id}' is not registered.")
-        self.workflow_id = workflow_id
-
-
-class NoWorkflowRegistryError(AbstractRTError, NonRetryableError):
-    """``start_subworkflow`` on a runtime that has no registry to find the child in."""
-
-    code = "no_workflow_registry"
-
-    def __init__(self, workflow_id: str) -> None:
-        super().__init__(
-            f"start_subworkflow requires a workflow_registry to find {workflow_id!r}: "
-            "set it via Runtime(workflow_registry=...) or runtime.set_workflow_registry(...)")
-        self.workflow_id = workflow_id
-
-
 class UnsupportedStoreError(StoreCapabilityError, TypeError):
-    """A store that lacks what the runtime needs (AbstractRuntime: ``TypeError``)."""
+    """The store lacks what the runtime or the scheduler needs (also a TypeError)."""
 
     code = "store_unsupported"
 
 
 class InvalidArtifactIdError(AbstractRTError, ValueError):
+    """An invalid artifact id: empty, or characters other than letters, digits, - and _."""
+
     code = "invalid_artifact_id"
 
     def __init__(self, artifact_id: str) -> None:
@@ -92,6 +89,8 @@ class InvalidArtifactIdError(AbstractRTError, ValueError):
 
 
 class InvalidSnapshotIdError(AbstractRTError, ValueError):
+    """An invalid snapshot id: empty, or characters other than letters, digits, - and _."""
+
     code = "invalid_snapshot_id"
 
     def __init__(self, snapshot_id: str) -> None:
@@ -101,7 +100,7 @@ class InvalidSnapshotIdError(AbstractRTError, ValueError):
 
 
 class CorruptArtifactError(AbstractRTError):
-    """An artifact whose bytes no longer match its recorded SHA-256, or unreadable metadata."""
+    """An artifact whose bytes no longer match its SHA-256, or whose metadata cannot be read."""
 
     code = "artifact_corrupt"
 
@@ -111,6 +110,8 @@ class CorruptArtifactError(AbstractRTError):
 
 
 class CorruptSnapshotError(AbstractRTError):
+    """An unreadable snapshot file."""
+
     code = "snapshot_corrupt"
 
     def __init__(self, path: str, why: str) -> None:

@@ -30,7 +30,6 @@ from ....errors import RunBusyError, RunNotWaitingError, WaitKeyMismatchError
 from .._errors import (
     KeyMismatchError,
     NotWaitingError,
-    NoWorkflowRegistryError,
     UnsupportedStoreError,
 )
 from .config import RuntimeConfig
@@ -124,7 +123,9 @@ class Runtime(_KernelRuntime):
         def start_child_or_explain(child_id: str, workflow_id: str, child_vars: Dict[str, Any],
                                    tick: bool) -> Optional[RunState]:
             if self.workflow_registry is None:
-                raise NoWorkflowRegistryError(workflow_id)
+                raise NonRetryableError(
+                    f"start_subworkflow requires a workflow_registry to find {workflow_id!r}: set it "
+                    "via Runtime(workflow_registry=...) or runtime.set_workflow_registry(...)")
             return start_child(child_id, workflow_id, child_vars, tick)
 
         return start_child_or_explain

@@ -11,9 +11,14 @@ from typing import Any, List
 
 from ....core.spec import WorkflowEntry
 from ....core.spec import WorkflowRegistry as _KernelRegistry
-from .._errors import WorkflowAlreadyRegisteredError, WorkflowNotRegisteredError
+from ....errors import UnknownWorkflowError
+from .._errors import WorkflowAlreadyRegisteredError, reworded
 
 __all__ = ["WorkflowRegistry"]
+
+
+def _not_registered(workflow_id: str) -> UnknownWorkflowError:
+    return reworded(UnknownWorkflowError(workflow_id), f"Workflow '{workflow_id}' is not registered.")
 
 
 class WorkflowRegistry(_KernelRegistry):
@@ -26,13 +31,13 @@ class WorkflowRegistry(_KernelRegistry):
 
     def unregister(self, workflow_id: str) -> None:
         if workflow_id not in self:
-            raise WorkflowNotRegisteredError(workflow_id)
+            raise _not_registered(workflow_id)
         del self._entries[workflow_id]
 
     def get_or_raise(self, workflow_id: str) -> Any:
         spec = self.get(workflow_id)
         if spec is None:
-            raise WorkflowNotRegisteredError(workflow_id)
+            raise _not_registered(workflow_id)
         return spec
 
     def list_ids(self) -> List[str]:
