@@ -233,7 +233,7 @@ def test_queries_work_on_a_read_only_mount_without_an_index(data: Path, tmp_path
 def test_queries_work_when_writes_are_refused(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Wherever a real read-only mount is not possible: every write refused with EROFS."""
     before = files_under(data)
-    real_open, real_mkdir = os.open, os.mkdir
+    real_open = os.open
     writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
     def ro_open(path: Any, flags: int, *a: Any, **k: Any) -> int:
