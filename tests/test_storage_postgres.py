@@ -599,7 +599,9 @@ def test_run_state_round_trips_every_field(pg_stores: Any) -> None:
 def test_a_load_under_the_lock_brings_the_ledger_tail_along(pg_stores: Any, pg_schema: str) -> None:
     rs, ls = pg_stores.runs, pg_stores.ledger
     run = make_run("r1")
-    rs.commit([record("r1", n) for n in range(4)], run)  # checkpoint at 4 records
+    recs = [record("r1", n) for n in range(4)]
+    recs[3].result = {"nul": "a\x00b"}  # json_agg must hand it back as written
+    rs.commit(recs, run)  # checkpoint at 4 records
     ls.append(record("r1", 4))  # and one beyond it
     plain = ls.records_since("r1", 3)
     assert [r["seq"] for r in plain] == [3, 4]

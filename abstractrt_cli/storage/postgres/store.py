@@ -159,8 +159,9 @@ class _Sql:
             ok AS (SELECT 1 WHERE coalesce((SELECT seq + 1 FROM h), 0) = %(n0)s::int
                    AND (SELECT record_hash FROM h) IS NOT DISTINCT FROM %(h0)s::text),
             ins AS (INSERT INTO {s}.ledger (run_id, seq, record, record_hash)
-                    SELECT %(rid)s, %(n0)s::int + r.i::int - 1, r.rec::json, r.hash
-                    FROM unnest(%(recs)s::text[], %(hashes)s::text[])
+                    SELECT %(rid)s, %(n0)s::int + r.i::int - 1, r.rec, r.hash
+                    FROM ROWS FROM (json_array_elements(%(recs)s::json),
+                                    json_array_elements_text(%(hashes)s::json))
                          WITH ORDINALITY AS r(rec, hash, i)
                     WHERE EXISTS (SELECT 1 FROM ok)
                     RETURNING 1)"""
@@ -175,8 +176,9 @@ class _Sql:
             {result}"""
         self.import_run = f"""WITH
             ins AS (INSERT INTO {s}.ledger (run_id, seq, record, record_hash)
-                    SELECT %(rid)s, r.i::int - 1, r.rec::json, r.hash
-                    FROM unnest(%(recs)s::text[], %(hashes)s::text[])
+                    SELECT %(rid)s, r.i::int - 1, r.rec, r.hash
+                    FROM ROWS FROM (json_array_elements(%(recs)s::json),
+                                    json_array_elements_text(%(hashes)s::json))
                          WITH ORDINALITY AS r(rec, hash, i)
                     RETURNING 1)
             INSERT INTO {s}.runs ({cols}) VALUES ({vals})"""
@@ -288,9 +290,12 @@ class PostgresDb:
                     texts.append(text)
                     stored.append(json.loads(text))
                     prev = data["record_hash"]
+                # JSON arrays, not text[]: json_array_elements keeps each element's text
+                # exactly, and one string needs no array quoting (psycopg's is slow). The
+                # hashes come apart: ``->>`` would fail on a record holding "\u0000".
                 params: Dict[str, Any] = {
-                    "rid": rid, "n0": count, "h0": head[1], "recs": texts,
-                    "hashes": [d["record_hash"] for d in stored],
+                    "rid": rid, "n0": count, "h0": head[1], "recs": "[" + ",".join(texts) + "]",
+                    "hashes": json.dumps([d["record_hash"] for d in stored]),
                 }
                 if run is not None:
                     run.ledger_count, run.ledger_head = count + len(stored), prev
@@ -353,8 +358,8 @@ class PostgresDb:
         """
         rid = run.run_id
         params = _row_params(run)
-        params.update({"recs": [_dumps(r) for r in records],
-                       "hashes": [r["record_hash"] for r in records]})
+        params["recs"] = "[" + ",".join(_dumps(r) for r in records) + "]"
+        params["hashes"] = json.dumps([r["record_hash"] for r in records])
         s = self.connector.session()
         try:
             with self.connector.mapped(s, passthrough=(psycopg.errors.UniqueViolation,)):
