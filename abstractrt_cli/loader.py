@@ -14,7 +14,6 @@ import hashlib
 import importlib.util
 import os
 import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Set
@@ -72,6 +71,8 @@ def _first_line_error(exc: BaseException, path: Path) -> str:
             [f"line {exc.lineno}"] if exc.lineno else [])
         where = f" ({', '.join(parts)})" if parts else ""
         return f"{type(exc).__name__}: {exc.msg}{where}"
+    import traceback  # only for a file that failed: loading stays cheap
+
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if Path(frame.filename).resolve() == path.resolve():

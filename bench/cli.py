@@ -1,16 +1,24 @@
-"""How much a CLI call costs compared with starting Python (PRODUCT.md §5: "a CLI call costs
-little more than starting Python"), and how ``tick --all`` scales with the runs kept.
+"""How much a CLI call costs compared with starting Python and Typer (PRODUCT.md §5: "a CLI
+call costs little more than starting Python"), and how ``tick --all`` scales with the runs kept.
 
     python bench/cli.py                    # defaults: 20 repeats, 20,000 stored runs, 100 due
     python bench/cli.py --repeats 10 --total 2000 --due 50 --importtime
+    python bench/cli.py --installs-only    # just the start-up targets below
 
 Measures, as wall time of real processes (median of ``--repeats``):
 
-1. ``python -c pass`` (the floor), ``abstractrt --help``-free startup (``runs --limit 1``
-   on an empty data dir);
-2. ``abstractrt tick RUN`` on a fresh run that ticks to its first prompt;
-3. ``abstractrt resume RUN --answer x`` on a run waiting for free text (it then waits again);
-4. ``abstractrt tick --all --quiet`` over ``--total`` stored runs of which ``--due`` have a
+1. Start-up against ``python -c "import typer"``, from two installs side by side, the
+   commands interleaved so drift in machine load hits them all alike:
+   - *regular*: ``pip install .`` into a throw-away venv (bytecode compiled, as users get
+     it); target: ``abstractrt tick RUN`` within 1.5x;
+   - *editable*: this interpreter's install (``pip install -e .``, what the README's quick
+     start makes); target: within 2x.
+   Both report ``abstractrt tick RUN`` (a fresh run that ticks to its first prompt) and
+   ``abstractrt waiting``. ``--no-regular`` skips building the venv.
+2. ``python -c pass`` (the floor), ``abstractrt runs --limit 1``, ``abstractrt tick RUN``
+   and ``abstractrt resume RUN --answer x`` on a run waiting for free text (it then waits
+   again), from this interpreter's install;
+3. ``abstractrt tick --all --quiet`` over ``--total`` stored runs of which ``--due`` have a
    ``wait_until`` that has passed (the rest wait on people or are completed), the stored
    runs written directly through the store API. Then the same again with nothing due.
 
@@ -97,13 +105,21 @@ def fmt(samples: List[float]) -> str:
     )
 
 
+def empty_config(root: Path) -> Path:
+    """An empty config file: ABSTRACTRT_CONFIG must name one that exists, and the
+    benchmark must not read the config of whoever runs it."""
+    path = root / "empty-config.yaml"
+    path.touch()
+    return path
+
+
 def make_env(root: Path, data_dir: Path) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABSTRACTRT_")}
     env.update(
         {
             "ABSTRACTRT_DATA_DIR": str(data_dir),
             "ABSTRACTRT_WORKFLOWS": str(root / "workflows"),
-            "ABSTRACTRT_CONFIG": str(root / "no-config.yaml"),
+            "ABSTRACTRT_CONFIG": str(empty_config(root)),
             "ABSTRACTRT_ACTOR": "bench",
             "NO_COLOR": "1",
         }
@@ -157,6 +173,71 @@ def bench_single_run_commands(root: Path, repeats: int) -> Dict[str, List[float]
     state = rt.get_state(looping)
     assert state.status.value == "waiting" and state.vars["said"] == {"response": f"x{repeats - 1}"}
     return out
+
+
+def regular_install(root: Path) -> Path:
+    """A throw-away venv with ``pip install .`` of this checkout (not editable)."""
+    venv = root / "regular-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    cp = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                         str(REPO)], capture_output=True, text=True)
+    if cp.returncode != 0:
+        raise SystemExit(f"pip install . failed:\n{cp.stdout}{cp.stderr}")
+    return venv
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def bench_installs(root: Path, repeats: int, regular: bool) -> Dict[str, Dict[str, List[float]]]:
+    """``import typer``, ``tick RUN`` and ``waiting`` for each install, interleaved."""
+    data_dir = root / "data-installs"
+    env = make_env(root, data_dir)
+    installs = {"editable": Path(sys.executable).parent}
+    if regular:
+        installs["regular"] = regular_install(root) / "bin"
+    rt, loaded = runtime_for(root, data_dir)
+    spec = loaded.entry("bench_loop").spec
+    fresh = {name: [rt.start(workflow=spec, vars={}) for _ in range(repeats)] for name in installs}
+    for _ in range(3):  # a few prompts for `waiting` to show
+        rt.tick(run_id=rt.start(workflow=spec, vars={}))
+    out: Dict[str, Dict[str, List[float]]] = {
+        name: {"python -c 'import typer'": [], "abstractrt tick RUN": [], "abstractrt waiting": []}
+        for name in installs}
+    # The regular install must import its own copy, never a source tree on PYTHONPATH.
+    envs = {name: env if name == "editable" else {k: v for k, v in env.items() if k != "PYTHONPATH"}
+            for name in installs}
+    for name, bindir in installs.items():  # warm the OS caches and the bytecode once
+        timed([str(bindir / "abstractrt"), "waiting"], envs[name])
+    for i in range(repeats):
+        for name, bindir in installs.items():
+            res, e = out[name], envs[name]
+            res["python -c 'import typer'"].append(
+                timed([str(bindir / "python"), "-c", "import typer"], e)[0])
+            res["abstractrt tick RUN"].append(
+                timed([str(bindir / "abstractrt"), "tick", fresh[name][i]], e)[0])
+            res["abstractrt waiting"].append(timed([str(bindir / "abstractrt"), "waiting"], e)[0])
+    return out
+
+
+TARGETS = {"regular": 1.5, "editable": 2.0}
+
+
+def report_installs(results: Dict[str, Dict[str, List[float]]]) -> None:
+    print("start-up against `python -c 'import typer'` (targets: tick RUN within "
+          "1.5x from a regular install, 2x from an editable one)")
+    for name, res in results.items():
+        base = median_ms(res["python -c 'import typer'"])
+        print(f"  {name} install")
+        for cmd, samples in res.items():
+            ratio = median_ms(samples) / base
+            mark = ""
+            if cmd == "abstractrt tick RUN":
+                mark = "  ok" if ratio <= TARGETS[name] else f"  above {TARGETS[name]}x"
+            extra = "" if cmd.startswith("python") else f"   {ratio:4.2f}x typer{mark}"
+            print(f"    {cmd:28s} {fmt(samples)}{extra}")
+    print()
 
 
 def populate(root: Path, data_dir: Path, total: int, due: int) -> float:
@@ -273,6 +354,10 @@ def main() -> None:
     ap.add_argument("--due", type=int, default=100)
     ap.add_argument("--importtime", action="store_true", help="always show import costs")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
+    ap.add_argument("--no-regular", action="store_true",
+                    help="skip the regular (pip install .) install: editable only")
+    ap.add_argument("--installs-only", action="store_true",
+                    help="only the start-up comparison of the two installs")
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="abstractrt-bench-"))
@@ -281,6 +366,10 @@ def main() -> None:
         (root / "workflows" / "bench.py").write_text(textwrap.dedent(BENCH_WORKFLOWS))
         print(f"abstractrt CLI benchmark  ({sys.executable}, Python {sys.version.split()[0]})")
         print(f"command: {' '.join(abstractrt_command())}\n")
+
+        report_installs(bench_installs(root, args.repeats, regular=not args.no_regular))
+        if args.installs_only:
+            return
 
         res = bench_single_run_commands(root, args.repeats)
         base = median_ms(res["python -c pass"])

@@ -59,11 +59,11 @@ COMMANDS = [
 
 
 def test_every_command_is_registered_and_documented(cli):
-    from abstractrt_cli.cli.app import app
+    from abstractrt_cli.cli.app import COMMAND_INFOS
 
-    names = sorted(c.name for c in app.registered_commands)
+    names = sorted(c.name for c in COMMAND_INFOS)
     assert names == sorted(COMMANDS)
-    for c in app.registered_commands:
+    for c in COMMAND_INFOS:
         doc = (c.callback.__doc__ or "").strip()
         first = doc.splitlines()[0] if doc else ""
         assert first and first.endswith("."), f"{c.name}: no one-line description"
@@ -72,9 +72,9 @@ def test_every_command_is_registered_and_documented(cli):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_has_description_and_example(cli, command):
-    from abstractrt_cli.cli.app import app
+    from abstractrt_cli.cli.app import COMMAND_INFOS
 
-    doc = next(c.callback.__doc__ for c in app.registered_commands if c.name == command)
+    doc = next(c.callback.__doc__ for c in COMMAND_INFOS if c.name == command)
     first_line = doc.strip().splitlines()[0]
     r = cli.ok(command, "--help")
     flat = " ".join(r.stdout.replace("│", " ").split())
@@ -1169,3 +1169,39 @@ def test_rich_progress_for_a_big_tick_all(cli, monkeypatch):
         cli.start_with_id("deploy_gate", f"bulk-{i:03d}")
     r = cli.ok("tick", "--all")
     assert "20 moved (0 completed, 20 waiting" in " ".join(r.stdout.split()), r.output
+
+
+# ---------------------------------------------------------------------------- start-up cost
+
+
+def test_commands_are_built_only_when_asked_for():
+    import typer.main
+
+    from abstractrt_cli.cli.app import COMMAND_INFOS, app
+
+    group = typer.main.get_command(app)
+    assert list(group.commands) == [c.name for c in COMMAND_INFOS]  # listed, not built
+    assert group.commands._built == {}
+    ctx = group.make_context("abstractrt", ["tick", "--help"], resilient_parsing=True)
+    assert group.get_command(ctx, "tick").name == "tick"
+    assert list(group.commands._built) == ["tick"]
+
+
+def test_a_cron_tick_imports_only_what_it_uses(cli):
+    """`abstractrt tick RUN` (plain output) and `waiting` never load rich, YAML,
+    platformdirs (with every setting given) or the answering code."""
+    import subprocess
+    import sys
+
+    rid = cli.start("approval", "--no-tick")["run_id"]
+    code = ("import sys; from abstractrt_cli.cli.app import main\n"
+            "sys.argv = ['abstractrt'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = ('rich', 'yaml', 'platformdirs', 'abstractrt_cli.ops.answers', 'jsonschema')\n"
+            "print(sorted({m.split('.')[0] if not m.startswith('abstractrt_cli') else m\n"
+            "              for m in sys.modules if m.startswith(heavy)}), file=sys.stderr)\n")
+    for args in (["tick", rid], ["waiting"]):
+        cp = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                            env=dict(cli.env, ABSTRACTRT_STORE=str(cli.data_dir)), timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stderr.strip().splitlines()[-1] == "[]", (args, cp.stderr)

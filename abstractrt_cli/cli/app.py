@@ -8,18 +8,58 @@ neither rich nor YAML nor the code of other commands.
 """
 
 import sys
-from typing import Annotated, Any, List, Optional
+from collections.abc import MutableMapping
+from typing import Annotated, Any, Callable, Dict, Iterator, List, Optional
 
 import typer
 from typer.core import TyperGroup
+from typer.models import CommandInfo
 
 from ..errors import EXIT_USAGE, UsageError
 from . import admin, answers, common, events, queries, runs  # noqa: F401 - they register commands
 from .common import DataDirOption, Globals, JsonOption, StoreOption, WorkflowsOption
 
 
+class LazyCommands(MutableMapping):
+    """The group's commands, each built from its function only when it is asked for.
+
+    Typer builds a click command per function up front (reading every signature); a
+    command run by cron every minute needs one of them, so the others are never built.
+    ``--help`` and completion list them all, and build them then.
+    """
+
+    def __init__(self, factories: Dict[str, Callable[[], Any]]) -> None:
+        self._factories = dict(factories)
+        self._built: Dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            factory = self._factories[name]  # KeyError: no such command
+            self._built[name] = factory()
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._factories.setdefault(name, lambda: command)
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._factories[name]
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._factories)
+
+    def __len__(self) -> int:
+        return len(self._factories)
+
+
 class AbstractRTGroup(TyperGroup):
-    """Typer's group, with ``--json`` honoured before parsing and by usage errors."""
+    """Typer's group, with its commands built lazily, and ``--json`` honoured before
+    parsing and by usage errors."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = LazyCommands({info.name: _factory(info) for info in COMMAND_INFOS})
 
     def parse_args(self, ctx: Any, args: List[str]) -> List[str]:
         obj = ctx.ensure_object(Globals)
@@ -101,9 +141,22 @@ def _main(
 _ORDER = ["workflows", "start", "tick", "resume", "answer", "emit", "waiting", "runs", "show",
           "ledger", "cancel", "limits", "reindex", "config", "key"]
 
-for _name, _fn, _settings in sorted(common.COMMANDS, key=lambda c: _ORDER.index(c[0])
-                                    if c[0] in _ORDER else len(_ORDER)):
-    app.command(_name, **_settings)(_fn)
+#: Every command, in help order (``app.registered_commands`` stays empty: see LazyCommands).
+COMMAND_INFOS: List[CommandInfo] = [
+    CommandInfo(name, callback=fn, **settings)
+    for name, fn, settings in sorted(common.COMMANDS, key=lambda c: _ORDER.index(c[0])
+                                     if c[0] in _ORDER else len(_ORDER))
+]
+
+
+def _factory(info: CommandInfo) -> Callable[[], Any]:
+    def build() -> Any:
+        from typer.main import get_command_from_info
+
+        return get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                     rich_markup_mode=app.rich_markup_mode)
+
+    return build
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import functools
 import inspect
 import os
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterable, List, NoReturn, Optional, Tuple
 
@@ -45,17 +44,28 @@ class InterruptedByUser(AbstractRTError):
         super().__init__("interrupted")
 
 
-@dataclass
 class Globals:
     """Options given before the command name (kept in ``ctx.obj``), or the command's own."""
 
-    data_dir: Optional[Path] = None
-    workflows: Optional[Path] = None
-    store: Optional[str] = None
-    json: bool = False
-    # ``--json`` anywhere on the command line, seen before parsing: an eager option
-    # (--version) or a usage error is answered before the option itself is parsed.
-    json_requested: bool = False
+    def __init__(self, data_dir: Optional[Path] = None, workflows: Optional[Path] = None,
+                 store: Optional[str] = None, json: bool = False,
+                 json_requested: bool = False) -> None:
+        self.data_dir = data_dir
+        self.workflows = workflows
+        self.store = store
+        self.json = json
+        # ``--json`` anywhere on the command line, seen before parsing: an eager option
+        # (--version) or a usage error is answered before the option itself is parsed.
+        self.json_requested = json_requested
+
+    def merged(self, *, json: bool, data_dir: Optional[Path], workflows: Optional[Path],
+               store: Optional[str]) -> "Globals":
+        """These options with a command's own on top (given ones win)."""
+        return Globals(
+            data_dir=data_dir if data_dir is not None else self.data_dir,
+            workflows=workflows if workflows is not None else self.workflows,
+            store=store if store is not None else self.store,
+            json=json or self.json, json_requested=self.json_requested)
 
 
 def wants_json(args: Iterable[str]) -> bool:
@@ -252,13 +262,8 @@ def command(name: str, **settings: Any) -> Callable[[Callable[..., Optional[int]
         def wrapper(ctx: typer.Context, **kwargs: Any) -> None:
             g: Globals = ctx.obj if isinstance(ctx.obj, Globals) else Globals()
             given = {k: kwargs.pop(k) for k in _GLOBAL_NAMES}
-            g = replace(
-                g,
-                json=bool(given["json_out"]) or g.json,
-                data_dir=given["data_dir"] if given["data_dir"] is not None else g.data_dir,
-                workflows=given["workflows"] if given["workflows"] is not None else g.workflows,
-                store=given["store"] if given["store"] is not None else g.store,
-            )
+            g = g.merged(json=bool(given["json_out"]), data_dir=given["data_dir"],
+                         workflows=given["workflows"], store=given["store"])
             run_command(fn, Call(g), kwargs)
 
         ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,

@@ -16,7 +16,6 @@ import os
 import shlex
 import sys
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -81,22 +80,32 @@ def err(message: str) -> None:
 # ---------------------------------------------------------------------------- neutral pieces
 
 
-@dataclass
 class Table:
-    columns: List[str]
-    rows: List[List[str]] = field(default_factory=list)
-    title: Optional[str] = None
-    styles: List[Optional[str]] = field(default_factory=list)  # per row, rich mode only
+    """Columns and rows of text; a style per row (rich mode only)."""
+
+    # Plain classes, not dataclasses: this module is imported by every command, and a
+    # dataclass costs its generated methods at import.
+    def __init__(self, columns: List[str], rows: Optional[List[List[str]]] = None,
+                 title: Optional[str] = None, styles: Optional[List[Optional[str]]] = None) -> None:
+        self.columns = columns
+        self.rows = rows if rows is not None else []
+        self.title = title
+        self.styles = styles if styles is not None else []
 
 
-@dataclass
 class Card:
-    title: str
-    fields: List[Tuple[str, str]] = field(default_factory=list)
-    footer: List[str] = field(default_factory=list)
-    style: str = "cyan"
-    code: Optional[Tuple[str, str]] = None  # (label, json text), highlighted in rich mode
-    field_styles: Dict[str, str] = field(default_factory=dict)  # field name → style, rich mode
+    """A titled block of fields, footer lines and an optional highlighted JSON text."""
+
+    def __init__(self, title: str, fields: Optional[List[Tuple[str, str]]] = None,
+                 footer: Optional[List[str]] = None, style: str = "cyan",
+                 code: Optional[Tuple[str, str]] = None,
+                 field_styles: Optional[Dict[str, str]] = None) -> None:
+        self.title = title
+        self.fields = fields if fields is not None else []
+        self.footer = footer if footer is not None else []
+        self.style = style
+        self.code = code  # (label, json text), highlighted in rich mode
+        self.field_styles = field_styles if field_styles is not None else {}
 
 
 class Printer:

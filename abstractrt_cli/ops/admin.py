@@ -85,7 +85,8 @@ def complete_workflow_ids(s: Session, incomplete: str) -> List[Dict[str, str]]:
 
 def key_init() -> Dict[str, Any]:
     """Create the signing key file (0600, in the user config dir, outside any data dir)."""
-    from ..core.integrity import init_signing_key
+    from ..core.integrity import KEY_FILE_NAME, init_signing_key
+    from ..settings import user_config_dir
 
-    path = init_signing_key()
+    path = init_signing_key(user_config_dir() / KEY_FILE_NAME)
     return {"key_file": str(path)}

@@ -115,7 +115,8 @@ def ledger(s: Session, ref: str) -> Dict[str, Any]:
 def verify(s: Session, ref: str) -> Dict[str, Any]:
     """Check a run's hash chain, its checkpoint against it, the state digest the chain
     carries and, with a signing key, the checkpoint's signature (``core.integrity``)."""
-    from ..core.integrity import load_signing_key, verify_run
+    from ..core.integrity import KEY_FILE_NAME, load_signing_key, verify_run
+    from ..settings import user_config_dir
 
     run = s.load_run(ref)
     try:
@@ -126,6 +127,6 @@ def verify(s: Session, ref: str) -> Dict[str, Any]:
                                                        "index": exc.line - 1}],
                 "head_hash": None, "message": str(exc), "run_id": run.run_id,
                 "problems": [str(exc)]}
-    report = verify_run(run, records, key=load_signing_key())
+    report = verify_run(run, records, key=load_signing_key(user_config_dir() / KEY_FILE_NAME))
     report["run_id"] = run.run_id
     return report

@@ -108,9 +108,12 @@ class Session:
         from ..core.config import RuntimeConfig
         from ..core.runtime import Runtime
 
-        from ..core.integrity import load_signing_key
+        from ..core.integrity import KEY_FILE_NAME, load_signing_key
+        from ..settings import user_config_dir
 
-        options: Dict[str, Any] = {"signing_key": load_signing_key()}  # checkpoints signed with it
+        # With a key, every checkpoint is signed (ABSTRACTRT_SIGNING_KEY, else the key file).
+        key = load_signing_key(user_config_dir() / KEY_FILE_NAME)
+        options: Dict[str, Any] = {"signing_key": key}
         if lock_timeout is not None:
             options["lock_timeout"] = lock_timeout
         config = RuntimeConfig(**options)
