@@ -474,3 +474,51 @@ def test_state_digest_ignores_only_checkpoint_fields(make_runtime):
     assert state_digest(run) != d
 
 
+
+
+# ---------------------------------------------------------------------------- batching, file store
+
+
+def file_runtime(tmp_path, registry, **kw):
+    from abstractrt_cli import Runtime
+    from abstractrt_cli.storage import open_stores
+
+    stores = open_stores(None, tmp_path / "data", create=True)
+    return Runtime(run_store=stores.runs, ledger_store=stores.ledger, workflow_registry=registry, **kw)
+
+
+def test_a_resume_is_on_disk_before_the_effect_it_leads_to_runs(tmp_path, registry):
+    seen = []
+
+    def work(run, effect):
+        seen.append([r["kind"] for r in rt.get_ledger(run.run_id)])
+        return {"ok": True}
+
+    w = ask_then_work_wf()
+    registry.register(w)
+    rt = file_runtime(tmp_path, registry, effect_handlers={"work": work})
+    rid = rt.start(workflow=w)
+    rt.tick(run_id=rid)
+    rt.resume(run_id=rid, payload={"response": "a"})
+    assert seen == [["start", "effect", "resume"]]
+
+
+def test_start_and_tick_writes_the_run_once_and_before_any_outside_effect(tmp_path, registry):
+    saves = []
+    w = ask_then_work_wf()
+    registry.register(w)
+    rt = file_runtime(tmp_path, registry, effect_handlers={"work": Work()})
+    real = rt.run_store.save
+    rt.run_store.save = lambda run: (saves.append(run.status.value), real(run))[1]
+    run = rt.start_and_tick(workflow=w)
+    assert run.status is RunStatus.WAITING and saves == ["waiting"]
+    assert [r["kind"] for r in rt.get_ledger(run.run_id)] == ["start", "effect"]
+    assert verify_run(rt.get_state(run.run_id), rt.get_ledger(run.run_id))["ok"]
+
+    seen = []
+    effect_first = WorkflowSpec("eff", "b", {
+        "b": node("b", effect=Effect("probe", {}, "p"), next="end"), "end": finish()})
+    registry.register(effect_first)
+    rt.register_effect_handler("probe", lambda run, eff: seen.append(rt.run_store.load(run.run_id)) or {})
+    run = rt.start_and_tick(workflow=effect_first)
+    assert run.status is RunStatus.COMPLETED and seen[0] is not None  # saved before it ran

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..errors import LedgerMismatchError, StateNotSavableError, StepTimeoutError
 from .compat import call_handler, check_outcome, coerce_outcome, coerce_plan
+from . import effects as effects_module
 from .effects import PASSTHROUGH_TYPES, EffectContext, passthrough
 from .integrity import sign_checkpoint, state_digest
 from .limits import count_llm_usage, reached_limit
@@ -103,6 +104,9 @@ def _json_ok(value: Any) -> Optional[str]:
 
 
 _HOOKED_WAITS = (WaitReason.USER, WaitReason.EVENT, WaitReason.JOB)
+# Built-ins that only make the run wait: nothing outside the store sees them run.
+_WAIT_ONLY = frozenset({effects_module.ask_user, effects_module.wait_event,
+                        effects_module.wait_until, effects_module.passthrough})
 
 
 def _transition_key(run: RunState) -> Tuple[Any, ...]:
@@ -128,6 +132,7 @@ class RunOp:
         self.head = head
         self.head_digest = head_digest  # state digest carried by the ledger's last record
         self.dirty = False  # the state differs from the checkpoint on disk
+        self.unsaved = False  # a new run whose run file is not written yet
         # (event, run) for each transition a checkpoint made durable: hooks fire on them
         # once the lock is released (``Runtime._locked``).
         self.transitions: List[Tuple[str, RunState]] = []
@@ -136,6 +141,7 @@ class RunOp:
         # Rebuilding a past state (``Runtime.state_at``): replay only, never write.
         self.rebuilding = False
         self._commit = getattr(rt.run_store, "commit", None)
+        self._append_many = None if self._commit else getattr(rt.ledger_store, "append_many", None)
         self._buffer: List[StepRecord] = []  # for stores that commit records with the run
         self.checkpoint_every = 1 if self._commit else max(1, rt.config.effects_per_checkpoint)
 
@@ -156,12 +162,14 @@ class RunOp:
             idempotency_key=idempotency_key, kind=kind, state_digest=digest,
         )
 
-    def append(self, *, checkpoint: bool = False, durable: bool = True, **fields: Any) -> None:
+    def append(self, *, checkpoint: bool = False, durable: bool = True, covers: bool = False,
+               **fields: Any) -> None:
         """Record. With ``checkpoint`` the record carries the digest of the run's current
         state, and the run is checkpointed right after it (in the same transaction, on
         stores that can). Without, ``durable`` records are on disk before this returns;
-        others (a resume) may wait for the checkpoint that follows them."""
-        digest = self._digest() if checkpoint else None
+        others (a resume) may wait for the checkpoint that follows them. ``covers``: the
+        record carries the current digest although the checkpoint comes later."""
+        digest = self._digest() if checkpoint or covers else None
         self._write(self._record(digest=digest, **fields))
         self.head_digest = digest
         if checkpoint:
@@ -177,10 +185,12 @@ class RunOp:
             self.save()
 
     def _write(self, rec: StepRecord) -> None:
+        """Chain a record onto the head we checked; written now, or (stores that can
+        batch) with the next records at the next durability point."""
         if self.rebuilding:
             raise LedgerMismatchError(self.run.run_id, "its history does not replay to the "
                                       f"record asked for (the workflow's code changed at {rec.node_id!r}?)")
-        if self._commit is not None:
+        if self._commit is not None or self._append_many is not None:
             from ..storage.chain import chain_record
 
             chained = chain_record(rec.to_jsonable(), seq=self.head[0], prev_hash=self.head[1])
@@ -191,10 +201,17 @@ class RunOp:
         self.head = (stored["seq"] + 1, stored["record_hash"])
 
     def flush(self) -> None:
-        """Make buffered records durable (stores that commit records with the run)."""
-        if self._commit is not None and self._buffer:
+        """Make buffered records durable: one transaction (stores that commit records with
+        the run) or one write and one sync (ledgers that append several at once)."""
+        if not self._buffer:
+            return
+        if self._commit is not None:
             self._commit(self._buffer, None)
-            self._buffer = []
+        else:
+            stored = self._append_many(self._buffer)
+            if (stored[-1]["seq"] + 1, stored[-1]["record_hash"]) != self.head:
+                raise LedgerMismatchError(self.run.run_id, "the ledger changed while the run was locked")
+        self._buffer = []
 
     def _digest(self) -> str:
         try:
@@ -227,8 +244,10 @@ class RunOp:
             self._commit(self._buffer, run)
             self._buffer = []
         else:
+            self.flush()
             self.rt.run_store.save(run)
         self.dirty = False
+        self.unsaved = False
         self.effects_since_save = 0
         key = _transition_key(run)
         if key != self._last_saved:
@@ -832,6 +851,12 @@ class RunOp:
             else:
                 return EffectOutcome.failed(f"no effect handler registered for {etype!r}",
                                             retryable=False)
+        if builtin not in _WAIT_ONLY:
+            # Record before proceeding: what this effect may act on (a resume just taken,
+            # the run itself) is on disk before it runs.
+            if self.unsaved:
+                self.save(force=True)
+            self.flush()
         try:
             with step_time_limit(timeout, lambda: StepTimeoutError(run.run_id, plan.node_id, timeout)):
                 if builtin is not None:

@@ -195,9 +195,50 @@ class Runtime:
 
         Its ledger starts with a ``start`` record: who started it, from which workflow
         (and fingerprint of its code), with which vars."""
+        op = self._new_run(workflow=workflow, vars=vars, actor_id=actor_id,
+                           session_id=session_id, parent_run_id=parent_run_id, run_id=run_id)
+        op.save()
+        return op.run.run_id
+
+    def start_and_tick(
+        self,
+        *,
+        workflow: Any,
+        vars: Optional[Dict[str, Any]] = None,
+        actor_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        parent_run_id: Optional[str] = None,
+        run_id: Optional[str] = None,
+        max_steps: int = 100,
+    ) -> RunState:
+        """``start`` then ``tick``, with one checkpoint where the two would make two: the
+        start record and the first wait's record share one ledger write, and the run file
+        is first written at that wait (or end) — or before the first effect that can act
+        on the world, so a crash still loses at most the step in flight."""
+        op = self._new_run(workflow=workflow, vars=vars, actor_id=actor_id,
+                           session_id=session_id, parent_run_id=parent_run_id, run_id=run_id)
+        wf = self._workflow_for(op.run, workflow)
+        with self._run_store.lock(op.run.run_id, timeout=self._config.lock_timeout):
+            try:
+                op.unsaved = True
+                op.run_loop(wf, max_steps)
+                op.finish()
+            finally:
+                transitions, op.transitions = op.transitions, []
+        if self._on_transition is not None:
+            for event, run in transitions:
+                self._on_transition(event, run)
+        self._propagate_to_parents(op.run, max_steps)
+        return op.run
+
+    def _new_run(self, *, workflow: Any, vars: Optional[Dict[str, Any]], actor_id: Optional[str],
+                 session_id: Optional[str], parent_run_id: Optional[str],
+                 run_id: Optional[str]) -> RunOp:
+        """A new run in memory with its start record (not yet written)."""
         if vars is not None and not isinstance(vars, dict):
             raise PayloadError("vars must be a JSON object")
-        if run_id is not None and self._run_store.load(run_id) is not None:
+        if run_id is not None and (self._run_store.load(run_id) is not None
+                                   or self._ledger.head(run_id)[0] > 0):
             raise ValueError(f"a run with id {run_id!r} already exists")
         run_vars = dict(vars or {})
         run_vars.setdefault("_limits", self._config.to_limits_dict())
@@ -213,14 +254,16 @@ class Runtime:
         run.created_at = run.updated_at = self._now_iso()
         op = RunOp(self, run, _EMPTY_REPLAY(), (0, None), None)
         op.transitions = []
+        op.dirty = True
+        # Not written yet: the first checkpoint writes it (with the first wait's record).
         op.append(kind=RecordKind.START, status=StepStatus.STARTED, actor_id=actor_id,
                   result={"workflow_id": run.workflow_id, "entry_node": run.current_node,
                           "vars": run_vars,
                           "workflow_fingerprint": run.workflow_fingerprint,
                           "workflow_source": run.workflow_source,
                           "parent_run_id": parent_run_id},
-                  checkpoint=True)
-        return run.run_id
+                  durable=False, covers=True)
+        return op
 
     def get_state(self, run_id: str) -> RunState:
         run = self._run_store.load(run_id)

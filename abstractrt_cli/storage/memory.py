@@ -68,7 +68,7 @@ class InMemoryRunStore:
                                created_since=created_since)
         if limit is not None and limit <= 0:
             return []
-        out = sorted((r for r in self._runs.values() if f.matches(r)),
+        out = sorted((r for r in list(self._runs.values()) if f.matches(r)),
                      key=rules.newest_first, reverse=True)
         return [copy.deepcopy(r) for r in out[:limit]]
 
@@ -78,31 +78,31 @@ class InMemoryRunStore:
         if limit is not None and limit <= 0:
             return []
         now_dt = parse_timestamp(now)
-        due = sorted((r for r in self._runs.values() if rules.is_due(r, now_dt)),
+        due = sorted((r for r in list(self._runs.values()) if rules.is_due(r, now_dt)),
                      key=rules.earliest_due_first)
         return [copy.deepcopy(r) for r in due[:limit]]
 
     def earliest_due(self) -> Optional[datetime]:
-        dues = [d for d in map(rules.due_at, self._runs.values()) if d is not None]
+        dues = [d for d in map(rules.due_at, list(self._runs.values())) if d is not None]
         return min(dues) if dues else None
 
     def list_children(
         self, *, parent_run_id: str, status: Optional[RunStatus] = None
     ) -> List[RunState]:
         status = rules.as_status(status)
-        kids = sorted((r for r in self._runs.values() if r.parent_run_id == parent_run_id
+        kids = sorted((r for r in list(self._runs.values()) if r.parent_run_id == parent_run_id
                        and (status is None or r.status == status)), key=rules.oldest_first)
         return [copy.deepcopy(r) for r in kids]
 
     def info(self) -> Dict[str, Any]:
         """Runs by status (what ``store info`` shows)."""
         counts: Dict[str, int] = {}
-        for run in self._runs.values():
+        for run in list(self._runs.values()):
             counts[run.status.value] = counts.get(run.status.value, 0) + 1
         return {"runs": {k: counts[k] for k in sorted(counts)}, "total": len(self._runs)}
 
     def match_prefix(self, prefix: str, *, limit: int = 20) -> List[str]:
-        return sorted(rid for rid in self._runs if rid.startswith(prefix))[:limit]
+        return sorted(rid for rid in list(self._runs) if rid.startswith(prefix))[:limit]
 
 
 class InMemoryLedgerStore:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Sequence
 
 from ...core.models import StepRecord
 from ...errors import CorruptLedgerError
@@ -98,8 +98,21 @@ class FileLedgerStore:
         A write or sync that fails (disk full, ...) is cut off again: nothing half-written
         stays behind.
         """
-        rid = validate_run_id(record.run_id)
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Sequence[StepRecord]) -> List[Dict[str, Any]]:
+        """``append`` for consecutive records of one run: one write, one fdatasync.
+
+        The kernel batches records that nothing acts on in between (a resume and the wait
+        or end that follows it), so a resume costs one ledger sync, not two. A crash
+        leaves a prefix of the batch (whole lines; a torn last one is dropped)."""
+        if not records:
+            return []
+        rid = validate_run_id(records[0].run_id)
+        if any(r.run_id != rid for r in records):
+            raise ValueError("append_many: records of one run only")
         path = self._layout.ledger_path(rid)
+        stored_all: List[Dict[str, Any]] = []
         with mapped(path):
             held = locks.held_append_fd(path)
             own = held is None
@@ -111,11 +124,17 @@ class FileLedgerStore:
                     tail = _scan_tail(fd, st.st_size, path, st.st_ino, since=None)
                 if tail.valid_end < st.st_size:
                     os.ftruncate(fd, tail.valid_end)  # drop a torn last line before appending
-                stored = chain_record(record.to_jsonable(), seq=tail.count, prev_hash=tail.head)
-                line = (json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
-                        + "\n").encode("utf-8")
+                count, head = tail.count, tail.head
+                lines: List[bytes] = []
+                for record in records:
+                    stored = chain_record(record.to_jsonable(), seq=count, prev_hash=head)
+                    lines.append((json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+                                  + "\n").encode("utf-8"))
+                    stored_all.append(stored)
+                    count, head = count + 1, stored["record_hash"]
+                data = b"".join(lines)
                 try:
-                    write_all(fd, line)
+                    write_all(fd, data)
                     if self._fsync:
                         data_sync(fd)
                 except BaseException:
@@ -128,12 +147,14 @@ class FileLedgerStore:
             finally:
                 if own:
                     os.close(fd)
-        lines = tail.lines[-(_TAIL_LINES - 1):] + [(tail.count, line[:-1])]
-        self._cache(rid, _Tail(st.st_ino, tail.valid_end + len(line), tail.valid_end + len(line),
-                               tail.count + 1, stored["record_hash"], lines))
-        record.seq, record.prev_hash, record.record_hash = (
-            stored["seq"], stored["prev_hash"], stored["record_hash"])
-        return stored
+        recent = tail.lines[-(_TAIL_LINES - len(lines)):] if len(lines) < _TAIL_LINES else []
+        recent += [(tail.count + i, line[:-1]) for i, line in enumerate(lines)][-_TAIL_LINES:]
+        end = tail.valid_end + len(data)
+        self._cache(rid, _Tail(st.st_ino, end, end, count, head, recent))
+        for record, stored in zip(records, stored_all):
+            record.seq, record.prev_hash, record.record_hash = (
+                stored["seq"], stored["prev_hash"], stored["record_hash"])
+        return stored_all
 
     def _open_for_append(self, rid: str) -> int:
         name = rid + ".jsonl"
