@@ -181,12 +181,14 @@ def new_kit(url: str) -> Kit:
 
 def measured(fn: Callable[[], Any], server: ServerStatements, db: str
              ) -> Tuple[float, int, Optional[int], Any]:
-    s0, r0 = server.count(db), RoundTrips.n
+    s0 = server.count(db)
+    r0 = RoundTrips.n
     t = time.perf_counter()
     out = fn()
     dt = time.perf_counter() - t
+    rts = RoundTrips.n - r0  # before the statistics query below, which is counted too
     s1 = server.count(db)
-    return dt, RoundTrips.n - r0, (s1 - s0 - 0) if s0 is not None and s1 is not None else None, out
+    return dt, rts, (s1 - s0) if s0 is not None and s1 is not None else None, out
 
 
 # ---------------------------------------------------------------------------- our workloads
