@@ -121,7 +121,7 @@ class DuplicateWorkflowError(AbstractRTError):
         self.paths = (first, second)
 
 
-class RunNotWaitingError(AbstractRTError):
+class RunNotWaitingError(AbstractRTError, ValueError):
     code = "run_not_waiting"
 
     def __init__(self, run_id: str, status: str) -> None:
@@ -140,7 +140,7 @@ class PromptMovedOnError(AbstractRTError):
         self.run_id = run_id
 
 
-class WaitKeyMismatchError(AbstractRTError):
+class WaitKeyMismatchError(AbstractRTError, ValueError):
     code = "wait_key_mismatch"
 
     def __init__(self, run_id: str, expected: Optional[str], given: str) -> None:
@@ -306,6 +306,15 @@ class StoreIOError(AbstractRTError, OSError):
         self.path = path
         if code:
             self.code = code
+
+
+class WorkflowAlreadyRegisteredError(AbstractRTError, ValueError):
+    code = "workflow_already_registered"
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} is already registered (unregister it "
+                         "first, or register(..., replace=True))")
+        self.workflow_id = workflow_id
 
 
 class RunNotFailedError(AbstractRTError):

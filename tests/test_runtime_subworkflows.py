@@ -82,7 +82,7 @@ def child_asking():
 
 def register(rt, *workflows):
     for w in workflows:
-        rt.workflow_registry.register(w)
+        rt.workflow_registry.register(w, replace=True)
 
 
 def start(rt, workflow, **kw):

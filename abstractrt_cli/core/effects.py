@@ -34,6 +34,7 @@ class EffectContext:
     llm: Optional[Dict[str, Any]] = None  # the llm config in effect (core/llm.py)
     tools: Optional[Dict[str, Callable[..., Any]]] = None  # the module's TOOLS
     tool_approval: Optional[Dict[str, str]] = None  # the module's TOOL_APPROVAL
+    has_registry: bool = True  # the runtime can look workflows up (for children)
 
     @property
     def payload(self) -> Dict[str, Any]:
@@ -135,6 +136,11 @@ def start_subworkflow(ctx: EffectContext) -> EffectOutcome:
     if not workflow_id:
         return EffectOutcome.failed("start_subworkflow requires payload.workflow_id",
                                     retryable=False)
+    if not ctx.has_registry:
+        return EffectOutcome.failed(
+            f"start_subworkflow requires a workflow_registry to find {workflow_id!r}: set it "
+            "with Runtime(workflow_registry=...) or runtime.set_workflow_registry(...)",
+            retryable=False)
     child_vars = p.get("vars") or {}
     if not isinstance(child_vars, dict):
         return EffectOutcome.failed("start_subworkflow payload.vars must be an object",

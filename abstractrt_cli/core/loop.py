@@ -864,7 +864,8 @@ class RunOp:
                                         idempotency_key=key, clock=rt.now,
                                         start_child=rt._start_child_for(run), llm=llm_config,
                                         tools=entry.tools if entry else None,
-                                        tool_approval=entry.tool_approval if entry else None)
+                                        tool_approval=entry.tool_approval if entry else None,
+                                        has_registry=rt.workflow_registry is not None)
                     return check_outcome(builtin(ctx), etype)
                 outcome = coerce_outcome(call_handler(handler, run, effect, plan.next_node))
         except NonRetryableError as exc:

@@ -80,8 +80,15 @@ class WorkflowRegistry:
         llm: Optional[Dict[str, Any]] = None,
         tools: Optional[Dict[str, Callable[..., Any]]] = None,
         tool_approval: Optional[Dict[str, str]] = None,
+        replace: bool = False,
     ) -> WorkflowEntry:
+        """Register a workflow; an id registered already is a ValueError
+        (``WorkflowAlreadyRegisteredError``) unless ``replace``."""
+        from ..errors import WorkflowAlreadyRegisteredError
         from .models import effect_type_name
+
+        if spec.workflow_id in self._entries and not replace:
+            raise WorkflowAlreadyRegisteredError(spec.workflow_id)
 
         entry = WorkflowEntry(
             spec=spec,
@@ -104,6 +111,24 @@ class WorkflowRegistry:
 
     def entry(self, workflow_id: str) -> Optional[WorkflowEntry]:
         return self._entries.get(workflow_id)
+
+    def get_or_raise(self, workflow_id: str) -> Any:
+        """The workflow, or UnknownWorkflowError naming the known ones."""
+        from ..errors import UnknownWorkflowError
+
+        entry = self._entries.get(workflow_id)
+        if entry is None:
+            raise UnknownWorkflowError(workflow_id, self._entries)
+        return entry.spec
+
+    def unregister(self, workflow_id: str) -> None:
+        from ..errors import UnknownWorkflowError
+
+        if self._entries.pop(workflow_id, None) is None:
+            raise UnknownWorkflowError(workflow_id, self._entries)
+
+    def list_ids(self) -> list:
+        return sorted(self._entries)
 
     def __contains__(self, workflow_id: object) -> bool:
         return workflow_id in self._entries

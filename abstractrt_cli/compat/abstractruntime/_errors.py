@@ -14,7 +14,6 @@ from typing import Optional, TypeVar
 
 from ...errors import (
     AbstractRTError,
-    DuplicateWorkflowError,
     RunNotWaitingError,
     StoreCapabilityError,
     WaitKeyMismatchError,
@@ -52,19 +51,6 @@ class KeyMismatchError(WaitKeyMismatchError, ValueError):
         self.run_id = run_id
         self.expected = expected
         self.given = given
-
-
-class WorkflowAlreadyRegisteredError(DuplicateWorkflowError, ValueError):
-    """Registering a workflow id that is registered already (also a ValueError)."""
-
-    code = "workflow_already_registered"
-
-    def __init__(self, workflow_id: str) -> None:
-        AbstractRTError.__init__(
-            self, f"Workflow '{workflow_id}' is already registered. "
-                  "Use unregister() first if you want to replace it.")
-        self.workflow_id = workflow_id
-        self.paths = ()
 
 
 class UnsupportedStoreError(StoreCapabilityError, TypeError):

@@ -151,7 +151,7 @@ class FileLedgerStore:
         recent += [(tail.count + i, line[:-1]) for i, line in enumerate(lines)][-_TAIL_LINES:]
         end = tail.valid_end + len(data)
         self._cache(rid, _Tail(st.st_ino, end, end, count, head, recent))
-        for record, stored in zip(records, stored_all):
+        for record, stored in zip(records, stored_all, strict=True):
             record.seq, record.prev_hash, record.record_hash = (
                 stored["seq"], stored["prev_hash"], stored["record_hash"])
         return stored_all

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from ....core.spec import WorkflowEntry
 from ....core.spec import WorkflowRegistry as _KernelRegistry
 from ....errors import UnknownWorkflowError
-from .._errors import WorkflowAlreadyRegisteredError, reworded
+from .._errors import reworded
 
 __all__ = ["WorkflowRegistry"]
 
@@ -23,11 +22,6 @@ def _not_registered(workflow_id: str) -> UnknownWorkflowError:
 
 class WorkflowRegistry(_KernelRegistry):
     """Workflows by id, for the runtime (subworkflows, parents) and the scheduler."""
-
-    def register(self, spec: Any, **options: Any) -> WorkflowEntry:
-        if spec.workflow_id in self:
-            raise WorkflowAlreadyRegisteredError(spec.workflow_id)
-        return super().register(spec, **options)
 
     def unregister(self, workflow_id: str) -> None:
         if workflow_id not in self:
