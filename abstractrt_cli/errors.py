@@ -317,6 +317,38 @@ class WorkflowAlreadyRegisteredError(AbstractRTError, ValueError):
         self.workflow_id = workflow_id
 
 
+class SnapshotExistsError(AbstractRTError):
+    code = "snapshot_exists"
+
+    def __init__(self, run_id: str, name: str) -> None:
+        super().__init__(f"run {run_id} has a snapshot named {name!r} already")
+        self.run_id = run_id
+        self.name = name
+
+
+class SnapshotNotFoundError(AbstractRTError, KeyError):
+    code = "snapshot_not_found"
+
+    def __init__(self, run_id: str, name: str) -> None:
+        super().__init__(f"run {run_id} has no snapshot named {name!r}")
+        self.run_id = run_id
+        self.name = name
+
+
+class ArtifactNotFoundError(AbstractRTError, KeyError):
+    code = "artifact_not_found"
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no such artifact: {ref}")
+        self.ref = ref
+
+
+class BundleError(AbstractRTError):
+    """An export bundle that cannot be imported (malformed, tampered, conflicting)."""
+
+    code = "invalid_bundle"
+
+
 class RunNotFailedError(AbstractRTError):
     code = "run_not_failed"
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import (
-    Any, Callable, ContextManager, Dict, FrozenSet, List, Optional, Protocol, Sequence, Tuple,
-    runtime_checkable,
+    Any, Callable, ContextManager, Dict, FrozenSet, Iterator, List, Optional, Protocol, Sequence,
+    Tuple, runtime_checkable,
 )
 
 from ..core.models import KeptEvent, RunState, RunStatus, StepRecord, WaitReason
@@ -128,6 +128,101 @@ class EventStore(Protocol):
 
 
 @runtime_checkable
+class SnapshotStore(Protocol):
+    """Named copies of a run's state (PRODUCT §9; AbstractRuntime's SnapshotStore).
+
+    A snapshot is a dict ``{run_id, name, tags, state (RunState JSON), ledger_count,
+    ledger_head, created_at, actor_id}``; ``name`` is unique per run."""
+
+    def put_snapshot(self, snapshot: Dict[str, Any]) -> None:
+        """Keep it; SnapshotExistsError if the run has a snapshot of that name."""
+
+    def get_snapshot(self, run_id: str, name: str) -> Optional[Dict[str, Any]]:
+        """The snapshot, or None."""
+
+    def list_snapshots(self, *, run_id: Optional[str] = None,
+                       tag: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Snapshots, oldest first, of one run and/or with one tag."""
+
+    def delete_snapshots(self, run_id: str) -> int:
+        """Drop every snapshot of a run (prune); how many."""
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """Content-addressed blobs (PRODUCT §9; AbstractRuntime's ArtifactStore).
+
+    A ref is ``"sha256:" + hex``; the same bytes stored twice are one blob (the
+    metadata — content type, runs, tags — is merged). Metadata is a dict ``{ref, size,
+    content_type, name, run_ids, tags, created_at}``."""
+
+    def put_artifact(self, data: bytes, *, content_type: str = "application/octet-stream",
+                     run_id: Optional[str] = None, tags: Sequence[str] = (),
+                     name: Optional[str] = None) -> Dict[str, Any]:
+        """Store the bytes (durably) and return the metadata."""
+
+    def get_artifact(self, ref: str) -> bytes:
+        """The exact bytes (checked against the ref); ArtifactNotFoundError if none."""
+
+    def artifact_meta(self, ref: str) -> Optional[Dict[str, Any]]:
+        """The metadata, or None."""
+
+    def list_artifacts(self, *, run_id: Optional[str] = None,
+                       tag: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Metadata, oldest first, of one run and/or with one tag."""
+
+    def delete_artifact(self, ref: str) -> None:
+        """Drop a blob and its metadata (prune, when no kept run references it)."""
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """What stays when runs go, and who is working: prune records, worker heartbeats."""
+
+    def put_prune_record(self, record: Dict[str, Any]) -> None:
+        """``{run_id, workflow_id, status, ledger_count, ledger_head, pruned_at, actor_id}``."""
+
+    def list_prune_records(self) -> List[Dict[str, Any]]:
+        """Every prune record, oldest first."""
+
+    def beat(self, heartbeat: Dict[str, Any]) -> None:
+        """``{worker_id, host, pid, interval, beat_at, started_at, rounds, moved}``:
+        replaces that worker's previous heartbeat."""
+
+    def heartbeats(self) -> List[Dict[str, Any]]:
+        """The last heartbeat of every worker."""
+
+
+@runtime_checkable
+class LogStore(Protocol):
+    """What node code printed or logged, per run, with the step it came from; only the
+    last ``LOG_CAP`` bytes per run are kept."""
+
+    def append_log(self, run_id: str, entries: Sequence[Dict[str, Any]]) -> None:
+        """``[{at, node_id, effect_seq, stream, text}]``, appended in order."""
+
+    def read_log(self, run_id: str) -> Tuple[List[Dict[str, Any]], int]:
+        """(the entries kept, oldest first; how many bytes were dropped before them)."""
+
+    def delete_log(self, run_id: str) -> None:
+        """Drop a run's log (prune)."""
+
+
+LOG_CAP = 1 << 20  # 1 MiB of log text per run
+
+
+@runtime_checkable
+class RunAdmin(Protocol):
+    """What export, prune, copy and doctor need beyond the kernel's protocols."""
+
+    def iter_run_ids(self) -> Iterator[str]:
+        """Every run id kept (for whole-store operations only, never on a hot path)."""
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and its ledger (prune). Its lock must be held by the caller."""
+
+
+@runtime_checkable
 class CommitStore(Protocol):
     """A run store that can append records and checkpoint in one transaction."""
 
@@ -152,6 +247,20 @@ class Stores:
     location: str
     capabilities: FrozenSet[str] = field(default_factory=frozenset)
     events: Any = None  # an EventStore (None: this store keeps no events)
+    snapshots: Any = None  # a SnapshotStore
+    artifacts: Any = None  # an ArtifactStore
+    audit: Any = None  # an AuditStore (prune records, worker heartbeats)
+    logs: Any = None  # a LogStore
+
+    def need(self, part: str) -> Any:
+        """The named part (``snapshots``, ``artifacts``...), or a clear error saying this
+        store lacks it (never a silent no-op)."""
+        value = getattr(self, part, None)
+        if value is None:
+            from ..errors import StoreCapabilityError
+
+            raise StoreCapabilityError(f"the {self.kind} store at {self.location} keeps no {part}")
+        return value
 
     def info(self) -> Dict[str, Any]:
         """What ``store info`` prints: kind, location, format version, runs by status."""
@@ -184,7 +293,12 @@ class Stores:
         return bool(fn(timeout))
 
     def close(self) -> None:
-        for part in (self.runs, self.ledger, self.events):
+        seen = set()
+        for part in (self.runs, self.ledger, self.events, self.snapshots, self.artifacts,
+                     self.audit, self.logs):
+            if part is None or id(part) in seen:
+                continue
+            seen.add(id(part))
             fn = getattr(part, "close", None)
             if fn is not None:
                 fn()
