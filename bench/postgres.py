@@ -98,6 +98,15 @@ class ServerStatements:
             "ON d.oid = s.dbid WHERE d.datname = %s", (db,)).fetchone()
         return int(row[0])
 
+    def exec_ms(self, db: str) -> Optional[float]:
+        """Milliseconds the server spent planning and executing statements in ``db``."""
+        if not self.ok:
+            return None
+        row = self.conn.execute(
+            "SELECT coalesce(sum(total_exec_time + total_plan_time), 0) FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s", (db,)).fetchone()
+        return float(row[0])
+
     def close(self) -> None:
         self.conn.close()
 
@@ -318,13 +327,13 @@ def w_stored(url: str, sizes: Sizes, server: ServerStatements) -> Dict[str, Any]
             "waiting_all": len(all_waiting), "earliest_due_ms": d_early * 1000}
 
 
-def w_scale(url: str, sizes: Sizes, repeats: int = 5) -> Dict[str, Any]:
+def w_scale(url: str, sizes: Sizes, server: ServerStatements, repeats: int = 5) -> Dict[str, Any]:
     """1 process, then 2, ``repeats`` times over, alternating, so that whatever else the
     machine is doing weighs on both alike; the speed-ups of the medians and of the bests."""
     tries: Dict[str, List[Dict[str, Any]]] = {"1p": [], "2p": []}
     for _ in range(repeats):
         for procs in (1, 2):
-            tries[f"{procs}p"].append(_scale_once(url, sizes, procs))
+            tries[f"{procs}p"].append(_scale_once(url, sizes, procs, server))
     rates = {k: sorted(r["effects_per_s"] for r in v) for k, v in tries.items()}
     out: Dict[str, Any] = {k: max(v, key=lambda r: r["effects_per_s"]) for k, v in tries.items()}
     out["all_effects_per_s"] = {k: [round(r["effects_per_s"], 1) for r in v] for k, v in tries.items()}
@@ -334,7 +343,7 @@ def w_scale(url: str, sizes: Sizes, repeats: int = 5) -> Dict[str, Any]:
     return out
 
 
-def _scale_once(url: str, sizes: Sizes, procs: int) -> Dict[str, Any]:
+def _scale_once(url: str, sizes: Sizes, procs: int, server: ServerStatements) -> Dict[str, Any]:
     kit = new_kit(url)
     wf = kit.wf["chain"](sizes.scale_effects, True)
     for _ in range(sizes.scale_runs):
@@ -348,14 +357,20 @@ def _scale_once(url: str, sizes: Sizes, procs: int) -> Dict[str, Any]:
             for _ in range(procs)]
         for w in workers:
             assert w.stdout is not None and w.stdout.readline().strip() == "ready"
+        exec0 = server.exec_ms(_db_of(url))
         t0 = time.time()
         open(go, "w").close()
         stats = [json.loads(w.communicate(timeout=600)[0]) for w in workers]
     wall = max(s["t_end"] for s in stats) - t0
     effects = sizes.scale_runs * sizes.scale_effects
     kit.close()
+    exec_ms = server.exec_ms(_db_of(url))
     return {"s": wall, "effects_per_s": effects / wall, "runs_per_s": sizes.scale_runs / wall,
-            "ticks": [s["ticks"] for s in stats], "busy": [s["busy"] for s in stats]}
+            "ticks": [s["ticks"] for s in stats], "busy": [s["busy"] for s in stats],
+            # Where the time went: the tickers' own CPU, and the server's statement time.
+            "client_cpu_ms_per_effect": sum(s["cpu_s"] for s in stats) * 1000 / effects,
+            "server_exec_ms_per_effect": (exec_ms - exec0) / effects
+            if exec_ms is not None and exec0 is not None else None}
 
 
 def ticker(url: str, schema: str, go: str, n_effects: int) -> int:
@@ -375,6 +390,7 @@ def ticker(url: str, schema: str, go: str, n_effects: int) -> int:
     print("ready", flush=True)
     while not os.path.exists(go):
         time.sleep(0.0005)
+    cpu0 = sum(os.times()[:2])
     ticks = busy = 0
     while True:
         running = stores.runs.list_runs(status=RunStatus.RUNNING)
@@ -388,7 +404,8 @@ def ticker(url: str, schema: str, go: str, n_effects: int) -> int:
                 busy += 1
     t_end = time.time()
     stores.close()
-    print(json.dumps({"ticks": ticks, "busy": busy, "t_end": t_end}), flush=True)
+    cpu = sum(os.times()[:2]) - cpu0
+    print(json.dumps({"ticks": ticks, "busy": busy, "t_end": t_end, "cpu_s": cpu}), flush=True)
     return 0
 
 
@@ -546,6 +563,8 @@ def report(res: Dict[str, Any]) -> str:
         ("scale: 2 processes, best (effects/s)", sc["2p"]["effects_per_s"], None),
         ("scale: speed-up, best of each", sc["speedup"], None),
         ("scale: speed-up, median of each", sc["speedup_median"], None),
+        ("scale: 1 process, client CPU ms/effect", sc["1p"]["client_cpu_ms_per_effect"], None),
+        ("scale: 1 process, server statement ms/effect", sc["1p"]["server_exec_ms_per_effect"], None),
     ]
     w = max(len(r[0]) for r in rows) + 2
     lines.append(f"{'':{w}}{'abstractrt':>12}{'DBOS':>12}")
@@ -585,7 +604,7 @@ def main() -> int:
                      ("stored", w_stored)):
         ours[name] = fn(args.url, sizes, server)
         print(f"{name}: done", file=sys.stderr, flush=True)
-    ours["scale"] = w_scale(args.url, sizes)
+    ours["scale"] = w_scale(args.url, sizes, server)
     print("scale: done", file=sys.stderr, flush=True)
     res["abstractrt"] = ours
     res["dbos"] = run_dbos(args.url, args.dbos_python, sizes)
