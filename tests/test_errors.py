@@ -56,12 +56,19 @@ MEANINGS = {
 
 
 def error_classes() -> list:
-    """Every error class, those defined by ops and the CLI included."""
-    import abstractrt_cli.cli.app  # noqa: F401 - imports every command module
-    import abstractrt_cli.ops.answers  # noqa: F401
-    import abstractrt_cli.ops.runs  # noqa: F401
+    """Every error class of the package, wherever it is defined (every module imported
+    first: the table must not depend on what a test session happened to import)."""
+    import importlib
+    import pkgutil
+
+    import abstractrt_cli
     from abstractrt_cli.errors import all_error_classes
 
+    for info in pkgutil.walk_packages(abstractrt_cli.__path__, "abstractrt_cli."):
+        try:
+            importlib.import_module(info.name)
+        except ImportError:
+            continue  # an optional extra that is not installed (psycopg…)
     return all_error_classes()
 
 
@@ -77,7 +84,9 @@ def documented_codes() -> List[Tuple[str, int, str]]:
         doc = (cls.__doc__ or "").strip().splitlines()
         first = doc[0] if doc and cls.code not in MEANINGS else ""
         meaning = MEANINGS.get(cls.code) or _words(first) or cls.__name__
-        meaning = meaning[0].lower() + meaning[1:] if meaning[:2] != meaning[:2].upper() else meaning
+        first_word = meaning.split()[0]
+        if first_word == "A" or (first_word[:1].isupper() and first_word[1:].islower()):
+            meaning = meaning[0].lower() + meaning[1:]  # "A bug: …" → "a bug: …"; names stay
         rows[cls.code] = (cls.exit_code, meaning)
     for code, meaning in STORE_IO_CODES.items():
         rows[code] = (1, f"{meaning} (a store_io error)")
