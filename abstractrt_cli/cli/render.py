@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.timeutil import parse_timestamp
+from ..ops.queries import waiting_since
 
 _STDOUT: Optional[Any] = None  # the real stdout while a command runs
 
@@ -261,12 +262,6 @@ def compact(value: Any, limit: int = 60) -> str:
 
 STATUS_STYLE = {"running": "cyan", "waiting": "yellow", "completed": "green",
                 "failed": "red", "cancelled": "magenta"}
-
-
-def waiting_since(run: RunState) -> Optional[str]:
-    """When the wait began: kept by the kernel across limit changes and retries."""
-    w = run.waiting
-    return (w.since if w is not None and w.since else None) or run.updated_at
 
 
 def answer_command(run: RunState) -> Optional[str]:

@@ -24,6 +24,7 @@ from ..errors import (
     WaitKeyMismatchError,
 )
 from ..settings import current_actor
+from .queries import waiting_since
 from .session import Outcome, Session, hinted
 
 
@@ -210,18 +211,13 @@ def _scope(s: Session, root_id: Optional[str]) -> Optional[Set[str]]:
     return seen
 
 
-def _since(run: RunState) -> str:
-    w = run.waiting
-    return (w.since if w is not None and w.since else None) or run.updated_at
-
-
 def pending_prompts(s: Session, *, scope_run_id: Optional[str] = None) -> List[RunState]:
     """Waiting ``ask_user`` runs, the longest-waiting first (within a run and its descendants)."""
     runs = s.run_store.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.USER)
     scope = _scope(s, scope_run_id)
     if scope is not None:
         runs = [r for r in runs if r.run_id in scope]
-    runs.sort(key=lambda r: (_since(r), r.run_id))
+    runs.sort(key=lambda r: (waiting_since(r), r.run_id))
     return runs
 
 

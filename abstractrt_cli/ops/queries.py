@@ -30,7 +30,8 @@ def waiting(s: Session, *, workflow_id: Optional[str] = None,
 
 
 def waiting_since(run: RunState) -> str:
-    """When the run's wait began (the run file's update time before waits recorded it)."""
+    """When the run's wait began: kept by the kernel across limit changes and retries (a
+    run checkpointed before waits recorded it: its last update)."""
     w = run.waiting
     return (w.since if w is not None and w.since else None) or run.updated_at
 
