@@ -182,9 +182,11 @@ class InputFileError(AbstractRTError, OSError):
 class CorruptRunError(AbstractRTError):
     code = "corrupt_run"
 
-    def __init__(self, path: str, why: str) -> None:
-        super().__init__(f"corrupt run file {path}: {why}")
+    def __init__(self, path: str, why: str, *, run_id: Optional[str] = None) -> None:
+        what = "corrupt run" if "://" in path else "corrupt run file"
+        super().__init__(f"{what} {path}: {why}")
         self.path = path
+        self.run_id = run_id
 
 
 class CorruptLedgerError(AbstractRTError):
