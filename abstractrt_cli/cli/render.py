@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.timeutil import parse_timestamp
-from ..ops.queries import waiting_since
+from ..ops.session import waiting_since
 
 _STDOUT: Optional[Any] = None  # the real stdout while a command runs
 

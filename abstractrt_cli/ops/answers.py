@@ -24,8 +24,7 @@ from ..errors import (
     WaitKeyMismatchError,
 )
 from ..settings import current_actor
-from .queries import waiting_since
-from .session import Outcome, Session, hinted
+from .session import Outcome, Session, hinted, waiting_since
 
 
 class NoPromptError(RunNotWaitingError):

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 from ..core.models import RunState, RunStatus, WaitReason
 from ..errors import AbstractRTError, CorruptLedgerError, CorruptRunError, UsageError
-from .session import Session, hinted
+from .session import Session, hinted, waiting_since
 
 
 def list_workflows(s: Session) -> List[Dict[str, Any]]:
@@ -27,13 +27,6 @@ def waiting(s: Session, *, workflow_id: Optional[str] = None,
     for run in runs:
         _refresh_child_wait(s, run)
     return runs
-
-
-def waiting_since(run: RunState) -> str:
-    """When the run's wait began: kept by the kernel across limit changes and retries (a
-    run checkpointed before waits recorded it: its last update)."""
-    w = run.waiting
-    return (w.since if w is not None and w.since else None) or run.updated_at
 
 
 def _load_quietly(s: Session, run_id: Optional[str]) -> Optional[RunState]:

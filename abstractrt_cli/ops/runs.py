@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..core.models import RunState, RunStatus
@@ -34,11 +33,12 @@ def did_you_mean(exc: UnknownWorkflowError, typed: str, known: List[str]) -> Unk
     return exc
 
 
-@dataclass
 class StartResult:
-    run: RunState
-    answers: Optional["AnswerReport"] = None
-    warnings: List[str] = field(default_factory=list)
+    def __init__(self, run: RunState, answers: Optional["AnswerReport"] = None,
+                 warnings: Optional[List[str]] = None) -> None:
+        self.run = run
+        self.answers = answers
+        self.warnings = warnings if warnings is not None else []
 
 
 @hinted
@@ -72,18 +72,15 @@ def tick(s: Session, ref: str, *, max_steps: int = 100) -> Outcome:
     return Outcome(after, warnings + still_running_hint(after, f"stopped after --max-steps {max_steps}"))
 
 
-@dataclass
 class TickAllSummary:
-    considered: int = 0
-    moved: int = 0
-    completed: int = 0
-    waiting: int = 0
-    failed: int = 0
-    running: int = 0
-    skipped_busy: int = 0
-    errors: List[str] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)
-    moved_runs: List[Dict[str, str]] = field(default_factory=list)
+    """What ``tick --all`` did (plain classes here: a cron tick imports this module)."""
+
+    def __init__(self) -> None:
+        self.considered = self.moved = self.completed = self.waiting = 0
+        self.failed = self.running = self.skipped_busy = 0
+        self.errors: List[str] = []
+        self.warnings: List[str] = []
+        self.moved_runs: List[Dict[str, str]] = []
 
     def to_jsonable(self) -> Dict[str, Any]:
         return {
@@ -175,11 +172,12 @@ def resume(s: Session, ref: str, payload: Dict[str, Any], *, wait_key: Optional[
     return Outcome(after, warnings + still_running_hint(after, f"stopped after --max-steps {max_steps}"))
 
 
-@dataclass
 class CancelResult:
-    run: RunState
-    cancelled_children: List[RunState] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)
+    def __init__(self, run: RunState, cancelled_children: Optional[List[RunState]] = None,
+                 warnings: Optional[List[str]] = None) -> None:
+        self.run = run
+        self.cancelled_children = cancelled_children if cancelled_children is not None else []
+        self.warnings = warnings if warnings is not None else []
 
 
 def _unfinished_descendants(s: Session, run_id: str) -> List[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TypeVar
@@ -66,12 +65,21 @@ def hinted(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@dataclass
 class Outcome:
     """A run after an operation, with messages for the person (printed on stderr)."""
 
-    run: RunState
-    warnings: List[str] = field(default_factory=list)
+    # A plain class: this module is imported by every command (a dataclass costs its
+    # generated methods at import).
+    def __init__(self, run: RunState, warnings: Optional[List[str]] = None) -> None:
+        self.run = run
+        self.warnings = warnings if warnings is not None else []
+
+
+def waiting_since(run: RunState) -> str:
+    """When the run's wait began: kept by the kernel across limit changes and retries (a
+    run checkpointed before waits recorded it: its last update)."""
+    w = run.waiting
+    return (w.since if w is not None and w.since else None) or run.updated_at
 
 
 class Session:
