@@ -15,13 +15,24 @@ shared by threads) and provide ONE ``kit`` fixture returning a ``StoreKit``:
   ``"corruptible"``  ``corrupt_run(run_id)`` makes a stored run unreadable (a file store's
                      garbage file; a database cannot hold a torn row);
   ``"tear_ledger"``  ``tear_ledger(run_id, junk)`` leaves ``junk`` at the end of a run's
-                     ledger, as a write cut short by a crash would.
+                     ledger, as a write cut short by a crash would;
+  ``"deadlines"``    the due queries count the ``deadline`` of a person's or an event's
+                     wait (``rules.due_at``);
+  ``"events"``, ``"snapshots"``, ``"artifacts"``, ``"audit"``, ``"logs"``: the kit's
+                     ``stores`` (a ``Stores`` bundle, also what ``reopen()`` gives)
+                     has that part;
+  ``"admin"``        its run store is also a ``RunAdmin`` (``iter_run_ids``,
+                     ``delete_run``) with ``import_run(run, records)``.
+
+The kit's ``stores`` is the whole bundle (``StoreKit(runs, ledger, stores)``); a kit made
+of a run and a ledger store only gets a bundle of those two.
 
 Everything else a test needs it builds from the protocols in ``storage/base.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -30,6 +41,7 @@ from typing import Any, Callable, FrozenSet, List, Optional
 import pytest
 
 from abstractrt_cli.core.models import (
+    KeptEvent,
     RecordKind,
     RunState,
     RunStatus,
@@ -38,7 +50,15 @@ from abstractrt_cli.core.models import (
     WaitReason,
     WaitState,
 )
-from abstractrt_cli.errors import CorruptRunError, InvalidRunIdError, RunBusyError
+from abstractrt_cli.errors import (
+    ArtifactNotFoundError,
+    CorruptRunError,
+    InvalidRunIdError,
+    RunBusyError,
+    SnapshotExistsError,
+    StoreIOError,
+)
+from abstractrt_cli.storage.base import LOG_CAP, Stores
 from abstractrt_cli.storage.chain import verify_ledger_chain
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -60,9 +80,11 @@ class StoreKit:
 
     capabilities: FrozenSet[str] = frozenset()
 
-    def __init__(self, run_store: Any, ledger_store: Any) -> None:
+    def __init__(self, run_store: Any, ledger_store: Any, stores: Optional[Stores] = None) -> None:
         self.run_store = run_store
         self.ledger_store = ledger_store
+        self.stores = stores if stores is not None else Stores(
+            runs=run_store, ledger=ledger_store, kind="test", location="test")
 
     def hold_lock_elsewhere(self, run_id: str) -> LockHolder:
         raise NotImplementedError
@@ -136,6 +158,32 @@ def record(run_id: str, n: int, **kw: Any) -> StepRecord:
                       effect={"type": "noop", "payload": {"n": n}, "result_key": None},
                       result={"n": n, "text": "héllo ✓"}, idempotency_key=f"key{n}",
                       kind=kw.pop("kind", RecordKind.EFFECT), **kw)
+
+
+def deadline_wait(reason: WaitReason, deadline: str) -> WaitState:
+    return WaitState(reason=reason, wait_key="dk", prompt="ok?", deadline=deadline,
+                     on_timeout="fail", resume_to_node="n2")
+
+
+def kept_event(n: int, key: str = "order:1", *, at: int = 0, ttl: int = 3600,
+               **kw: Any) -> KeptEvent:
+    emitted = T0 + timedelta(seconds=at)
+    return KeptEvent(event_id=f"ev-{n}", key=key, payload={"n": n, "text": "héllo ✓", "f": 1e16},
+                     emitted_at=emitted.isoformat(),
+                     expires_at=(emitted + timedelta(seconds=ttl)).isoformat(), **kw)
+
+
+def snapshot(run_id: str, name: str, *, at: int = 0, tags: Optional[List[str]] = None
+             ) -> dict:
+    state = make_run(run_id, status=RunStatus.WAITING, waiting=user_wait(), step=at).to_jsonable()
+    return {"run_id": run_id, "name": name, "tags": tags or [], "state": state,
+            "ledger_count": at, "ledger_head": "cd" * 32,
+            "created_at": iso(T0 + timedelta(minutes=at)), "actor_id": "alice"}
+
+
+def log_entry(seq: int, text: str, *, stream: str = "stdout") -> dict:
+    return {"at": iso(T0 + timedelta(seconds=seq)), "node_id": f"node{seq}", "effect_seq": seq,
+            "stream": stream, "text": text}
 
 
 def ids(runs: List[RunState]) -> List[str]:
@@ -544,6 +592,264 @@ class StoreContract:
         assert [r["kind"] for r in records] == ["effect", "resume"]
         assert records[1]["actor_id"] == "alice"
         assert verify_ledger_chain(records)["ok"]
+
+    # ------------------------------------------------------------------ deadlines
+
+    def test_a_wait_deadline_makes_the_run_due(self, kit: StoreKit) -> None:
+        needs(kit, "deadlines")
+        rs = kit.run_store
+        past, future = "2030-01-01T06:00:00+00:00", "2030-01-01T09:00:00+00:00"
+        rs.save(make_run("user-past", status=RunStatus.WAITING,
+                         waiting=deadline_wait(WaitReason.USER, past)))
+        rs.save(make_run("user-future", status=RunStatus.WAITING,
+                         waiting=deadline_wait(WaitReason.USER, future)))
+        # 11:30+05:00 is 06:30Z: an event's deadline, between the two.
+        rs.save(make_run("event-past", status=RunStatus.WAITING,
+                         waiting=deadline_wait(WaitReason.EVENT, "2030-01-01T11:30:00+05:00")))
+        rs.save(make_run("timer", status=RunStatus.WAITING,
+                         waiting=until_wait("2030-01-01T06:15:00Z")))
+        rs.save(make_run("no-deadline", status=RunStatus.WAITING, waiting=user_wait()))
+        # Only a person's or an event's wait has a deadline that makes it due.
+        rs.save(make_run("job", status=RunStatus.WAITING,
+                         waiting=deadline_wait(WaitReason.JOB, past)))
+        rs.save(make_run("ended", status=RunStatus.COMPLETED,
+                         waiting=deadline_wait(WaitReason.USER, past)))
+        now = datetime(2030, 1, 1, 7, 0, tzinfo=timezone.utc)
+        for store in (rs, kit.reopen().run_store):
+            assert ids(store.list_due_wait_until(now=now)) == ["user-past", "timer", "event-past"]
+            assert ids(store.list_due_wait_until(now=now, limit=1)) == ["user-past"]
+            assert store.earliest_due() == datetime(2030, 1, 1, 6, 0, tzinfo=timezone.utc)
+        later = datetime(2030, 1, 1, 9, 0, tzinfo=timezone.utc)
+        assert "user-future" in ids(rs.list_due_wait_until(now=later))
+        # Answered: not due any more; a deadline added to a wait: due.
+        run = rs.load("user-past")
+        run.status, run.waiting = RunStatus.RUNNING, None
+        rs.save(run)
+        plain = rs.load("no-deadline")
+        plain.waiting.deadline = "2030-01-01T05:00:00Z"
+        rs.save(plain)
+        for store in (rs, kit.reopen().run_store):
+            assert ids(store.list_due_wait_until(now=now)) == ["no-deadline", "timer", "event-past"]
+            assert store.earliest_due() == datetime(2030, 1, 1, 5, 0, tzinfo=timezone.utc)
+
+    # ------------------------------------------------------------------ events
+
+    def test_events_oldest_unreceived_by_key_time_and_receipt(self, kit: StoreKit) -> None:
+        needs(kit, "events")
+        ev = kit.stores.events
+        for e in (kept_event(2, at=20), kept_event(1, at=10), kept_event(3, key="order:2", at=5),
+                  kept_event(4, at=30, ttl=1)):
+            ev.put(e)
+        now = T0 + timedelta(seconds=40)  # ev-4 has expired by then
+        got = ev.oldest_unreceived("order:1", run_id="r1", emitted_after=T0, now=now)
+        assert got == kept_event(1, at=10)
+        assert ev.oldest_unreceived("order:1", run_id="r1", now=now,
+                                    emitted_after=T0 + timedelta(seconds=10)).event_id == "ev-2"
+        assert ev.oldest_unreceived("order:1", run_id="r1", emitted_after=T0, now=now,
+                                    exclude=["ev-1"]).event_id == "ev-2"
+        assert ev.oldest_unreceived("order:1", run_id="r1", emitted_after=T0, now=now,
+                                    exclude=["ev-1", "ev-2"]) is None
+        ev.mark_received("ev-1", "r1")
+        ev.mark_received("ev-1", "r1")  # idempotent
+        ev.mark_received("ev-1", "r0")
+        for store in (ev, kit.reopen().stores.events):
+            assert store.oldest_unreceived("order:1", run_id="r1", emitted_after=T0,
+                                           now=now).event_id == "ev-2"
+            assert store.oldest_unreceived("order:1", run_id="r9", emitted_after=T0,
+                                           now=now).event_id == "ev-1"
+            assert store.oldest_unreceived("nothing", run_id="r1", emitted_after=T0,
+                                           now=now) is None
+            listed = store.list_events()
+            assert [e.event_id for e in listed] == ["ev-3", "ev-1", "ev-2", "ev-4"]
+            assert listed[1].received_by == ["r1", "r0"]
+            assert listed[1].payload == {"n": 1, "text": "héllo ✓", "f": 1e16}
+            assert [e.event_id for e in store.list_events(key_pattern="order:[2]")] == ["ev-3"]
+            assert [e.event_id for e in store.list_events(key_pattern="*:1")] == [
+                "ev-1", "ev-2", "ev-4"]
+            assert [e.event_id for e in store.list_events(key_pattern="order:1")] == [
+                "ev-1", "ev-2", "ev-4"]
+        # Expired: never delivered, then dropped.
+        late = T0 + timedelta(seconds=31)
+        assert ev.oldest_unreceived("order:1", run_id="r9", emitted_after=T0 + timedelta(seconds=25),
+                                    now=late) is None
+        assert ev.prune(now=now) == 1
+        assert ev.prune(now=now) == 0
+        assert [e.event_id for e in kit.reopen().stores.events.list_events()] == [
+            "ev-3", "ev-1", "ev-2"]
+
+    def test_events_put_keeps_given_receipts(self, kit: StoreKit) -> None:
+        needs(kit, "events")
+        ev = kit.stores.events
+        ev.put(kept_event(1, received_by=["a", "b"], actor_id="alice"))
+        got = kit.reopen().stores.events.list_events()
+        assert got[0].received_by == ["a", "b"] and got[0].actor_id == "alice"
+        assert ev.oldest_unreceived("order:1", run_id="a", emitted_after=T0 - timedelta(days=1),
+                                    now=T0) is None
+        assert ev.oldest_unreceived("order:1", run_id="c", emitted_after=T0 - timedelta(days=1),
+                                    now=T0).event_id == "ev-1"
+
+    # ------------------------------------------------------------------ snapshots
+
+    def test_snapshots(self, kit: StoreKit) -> None:
+        needs(kit, "snapshots")
+        sn = kit.stores.snapshots
+        a1 = snapshot("run-a", "before deploy", at=2, tags=["release"])
+        a2 = snapshot("run-a", "v1.0", at=1)
+        b1 = snapshot("run-b", "release 1/2 ✓", at=3, tags=["release", "b"])
+        for s in (a1, a2, b1):
+            sn.put_snapshot(s)
+        with pytest.raises(SnapshotExistsError) as ei:
+            sn.put_snapshot(snapshot("run-a", "v1.0", at=9))
+        assert ei.value.run_id == "run-a" and ei.value.name == "v1.0"
+        for store in (sn, kit.reopen().stores.snapshots):
+            assert store.get_snapshot("run-a", "v1.0") == a2
+            assert store.get_snapshot("run-b", "release 1/2 ✓") == b1
+            assert store.get_snapshot("run-a", "nope") is None
+            assert store.get_snapshot("run-c", "v1.0") is None
+            assert store.list_snapshots() == [a2, a1, b1]  # oldest first
+            assert store.list_snapshots(run_id="run-a") == [a2, a1]
+            assert store.list_snapshots(tag="release") == [a1, b1]
+            assert store.list_snapshots(run_id="run-b", tag="b") == [b1]
+            assert store.list_snapshots(run_id="run-c") == []
+        got = sn.get_snapshot("run-a", "v1.0")
+        got["state"]["vars"]["x"] = "changed"  # a copy
+        assert sn.get_snapshot("run-a", "v1.0") == a2
+        assert sn.delete_snapshots("run-a") == 2
+        assert sn.delete_snapshots("run-a") == 0
+        assert kit.reopen().stores.snapshots.list_snapshots() == [b1]
+        sn.put_snapshot(a2)  # the name is free again
+        assert sn.list_snapshots(run_id="run-a") == [a2]
+
+    # ------------------------------------------------------------------ artifacts
+
+    def test_artifacts_content_addressed_and_merged(self, kit: StoreKit) -> None:
+        needs(kit, "artifacts")
+        ar = kit.stores.artifacts
+        data = bytes(range(256)) * 4
+        ref = "sha256:" + hashlib.sha256(data).hexdigest()
+        meta = ar.put_artifact(data, content_type="application/x-test", run_id="run-a",
+                               tags=["in"], name="blob.bin")
+        assert meta["ref"] == ref and meta["size"] == len(data)
+        assert meta["content_type"] == "application/x-test" and meta["name"] == "blob.bin"
+        assert meta["run_ids"] == ["run-a"] and meta["tags"] == ["in"] and meta["created_at"]
+        again = ar.put_artifact(data, run_id="run-b", tags=["in", "out"])
+        assert again["ref"] == ref and again["run_ids"] == ["run-a", "run-b"]
+        assert again["tags"] == ["in", "out"] and again["content_type"] == "application/x-test"
+        assert again["created_at"] == meta["created_at"] and again["name"] == "blob.bin"
+        empty = ar.put_artifact(b"", run_id="run-b")
+        assert empty["ref"] == "sha256:" + hashlib.sha256(b"").hexdigest()
+        assert empty["content_type"] == "application/octet-stream"
+        for store in (ar, kit.reopen().stores.artifacts):
+            assert store.get_artifact(ref) == data
+            assert store.get_artifact(empty["ref"]) == b""
+            assert store.artifact_meta(ref) == again
+            assert [m["ref"] for m in store.list_artifacts(run_id="run-a")] == [ref]
+            assert sorted(m["ref"] for m in store.list_artifacts(run_id="run-b")) == sorted(
+                [ref, empty["ref"]])
+            assert [m["ref"] for m in store.list_artifacts(tag="out")] == [ref]
+            assert len(store.list_artifacts()) == 2
+            assert store.list_artifacts(run_id="run-z") == []
+        missing = "sha256:" + "0" * 64
+        assert ar.artifact_meta(missing) is None
+        for bad in (missing, "sha256:xyz", "md5:00"):
+            with pytest.raises(ArtifactNotFoundError):
+                ar.get_artifact(bad)
+        ar.delete_artifact(ref)
+        ar.delete_artifact(ref)  # nothing there: nothing to do
+        with pytest.raises(ArtifactNotFoundError):
+            kit.reopen().stores.artifacts.get_artifact(ref)
+        assert [m["ref"] for m in ar.list_artifacts()] == [empty["ref"]]
+
+    # ------------------------------------------------------------------ audit
+
+    def test_prune_records_and_heartbeats(self, kit: StoreKit) -> None:
+        needs(kit, "audit")
+        au = kit.stores.audit
+        assert au.list_prune_records() == [] and au.heartbeats() == []
+        recs = [{"run_id": f"r{i}", "workflow_id": "wf", "status": "completed",
+                 "ledger_count": i, "ledger_head": "ab" * 32, "pruned_at": iso(T0),
+                 "actor_id": "alice"} for i in (2, 1, 3)]
+        for r in recs:
+            au.put_prune_record(r)
+        beat = {"worker_id": "host-1:42", "host": "host-1", "pid": 42, "interval": 5.0,
+                "beat_at": iso(T0), "started_at": iso(T0), "rounds": 1, "moved": 0}
+        au.beat(beat)
+        au.beat(dict(beat, beat_at=iso(T0 + timedelta(seconds=5)), rounds=2, moved=3))
+        au.beat(dict(beat, worker_id="a-worker"))
+        for store in (au, kit.reopen().stores.audit):
+            assert store.list_prune_records() == recs  # in the order they were made
+            beats = store.heartbeats()
+            assert [b["worker_id"] for b in beats] == ["a-worker", "host-1:42"]
+            assert beats[1]["rounds"] == 2 and beats[1]["moved"] == 3
+
+    # ------------------------------------------------------------------ logs
+
+    def test_logs_in_order_and_capped(self, kit: StoreKit) -> None:
+        needs(kit, "logs")
+        lg = kit.stores.logs
+        assert lg.read_log("run-1") == ([], 0)
+        first = [log_entry(0, "hello ✓\n"), log_entry(1, "world\n", stream="stderr")]
+        lg.append_log("run-1", first)
+        lg.append_log("run-2", [log_entry(0, "other run\n")])
+        assert lg.read_log("run-1") == (first, 0)
+        assert kit.reopen().stores.logs.read_log("run-1") == (first, 0)
+        # Past the cap: the newest text is kept, what was dropped is counted in bytes.
+        chunk = "é" * (LOG_CAP // 8)  # LOG_CAP / 4 bytes of UTF-8
+        big = [log_entry(2 + i, chunk) for i in range(10)]
+        for e in big:
+            lg.append_log("run-1", [e])
+        written = sum(len(e["text"].encode()) for e in first + big)
+        for store in (lg, kit.reopen().stores.logs):
+            kept, dropped = store.read_log("run-1")
+            assert kept == big[-4:]
+            assert dropped == written - 4 * (LOG_CAP // 4)
+        lg.delete_log("run-1")
+        assert lg.read_log("run-1") == ([], 0)
+        assert kit.reopen().stores.logs.read_log("run-2")[0][0]["text"] == "other run\n"
+
+    # ------------------------------------------------------------------ admin
+
+    def test_iter_run_ids_and_delete_run(self, kit: StoreKit) -> None:
+        needs(kit, "admin")
+        rs, ls = kit.run_store, kit.ledger_store
+        for rid in ("b-2", "a-1", "c-3", "a-0"):
+            rs.save(make_run(rid, status=RunStatus.WAITING, waiting=user_wait("k")))
+            with rs.lock(rid, timeout=5):
+                ls.append(record(rid, 0))
+        assert list(rs.iter_run_ids()) == ["a-0", "a-1", "b-2", "c-3"]
+        with rs.lock("a-1", timeout=5):
+            rs.delete_run("a-1")
+        for store in (kit, kit.reopen()):
+            assert store.run_store.load("a-1") is None
+            assert store.ledger_store.head("a-1") == (0, None)
+            assert store.ledger_store.list("a-1") == []
+            assert list(store.run_store.iter_run_ids()) == ["a-0", "b-2", "c-3"]
+            assert sorted(ids(store.run_store.list_runs(wait_key="k"))) == ["a-0", "b-2", "c-3"]
+            assert store.run_store.match_prefix("a-") == ["a-0"]
+        with rs.lock("a-1", timeout=5):  # its lock is still usable (nothing left behind)
+            pass
+        assert rs.load("a-1") is None and ls.list("a-1") == []
+
+    def test_import_run_writes_the_records_as_given(self, kit: StoreKit) -> None:
+        needs(kit, "admin")
+        src = kit.ledger_store
+        for n in range(3):
+            src.append(record("src", n))
+        records = src.list("src")
+        records = [dict(r, run_id="imp") for r in records]  # (the hashes do not matter here)
+        run = make_run("imp", status=RunStatus.COMPLETED)
+        run.ledger_count, run.ledger_head = 3, records[-1]["record_hash"]
+        kit.run_store.import_run(run, records)
+        for store in (kit, kit.reopen()):
+            assert store.run_store.load("imp") == run
+            assert store.ledger_store.list("imp") == records
+            assert store.ledger_store.head("imp") == (3, records[-1]["record_hash"])
+        with pytest.raises(StoreIOError) as ei:
+            kit.run_store.import_run(run, records)
+        assert ei.value.code == "run_exists"
+        with pytest.raises(ValueError):
+            kit.run_store.import_run(make_run("other"), records)
+        assert kit.run_store.load("other") is None
 
 
 def run_with_threads(n: int, fn: Callable[[int], None]) -> None:

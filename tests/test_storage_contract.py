@@ -15,17 +15,21 @@ from store_contract import (
     ThreadSafetyContract,
 )
 
-from abstractrt_cli.storage import (
-    FileLedgerStore,
-    FileRunStore,
-    InMemoryLedgerStore,
-    InMemoryRunStore,
-)
+from abstractrt_cli.storage import memory_stores, open_file_bundle
+
+#: What every kit here can do beyond the basics (see store_contract.py).
+PART_TWO = frozenset({"deadlines", "events", "snapshots", "artifacts", "audit", "logs", "admin"})
 
 HOLD_LOCK = Path(__file__).parent / "assets" / "storage" / "hold_lock.py"
 
 
 class MemoryKit(StoreKit):
+    capabilities = PART_TWO
+
+    def __init__(self) -> None:
+        stores = memory_stores()
+        super().__init__(stores.runs, stores.ledger, stores)
+
     def hold_lock_elsewhere(self, run_id: str) -> LockHolder:
         return ThreadLockHolder(self.run_store, run_id)
 
@@ -54,24 +58,26 @@ class ProcessLockHolder(LockHolder):
 
 
 class FileKit(StoreKit):
-    capabilities = frozenset({"corruptible", "tear_ledger"})
+    capabilities = PART_TWO | {"corruptible", "tear_ledger"}
+    fsync = True
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self._opened = []
-        super().__init__(*self._open())
+        stores = self._open()
+        super().__init__(stores.runs, stores.ledger, stores)
 
     def _open(self):
-        rs, ls = FileRunStore(self.data_dir), FileLedgerStore(self.data_dir)
-        self._opened.append(rs)
-        return rs, ls
+        stores = open_file_bundle(self.data_dir, fsync=self.fsync)
+        self._opened.append(stores)
+        return stores
 
     def hold_lock_elsewhere(self, run_id: str) -> LockHolder:
         return ProcessLockHolder(self.data_dir, run_id)
 
     def reopen(self) -> "StoreKit":
-        kit = StoreKit(*self._open())
-        return kit
+        stores = self._open()
+        return StoreKit(stores.runs, stores.ledger, stores)
 
     def corrupt_run(self, run_id: str) -> None:
         Path(self.run_store.path_of(run_id)).write_bytes(b'{"run_id": "torn')
@@ -81,14 +87,14 @@ class FileKit(StoreKit):
             f.write(junk)
 
     def close(self) -> None:
-        for rs in self._opened:
-            rs.close()
+        for stores in self._opened:
+            stores.close()
 
 
 class TestMemoryStores(StoreContract, ThreadSafetyContract):
     @pytest.fixture
     def kit(self) -> StoreKit:
-        return MemoryKit(InMemoryRunStore(), InMemoryLedgerStore())
+        return MemoryKit()
 
 
 class TestFileStores(StoreContract, ThreadSafetyContract):
@@ -105,10 +111,7 @@ class TestFileStoresWithoutFsync(StoreContract):
     @pytest.fixture
     def kit(self, tmp_path: Path):
         class NoSyncKit(FileKit):
-            def _open(self):
-                rs = FileRunStore(self.data_dir, fsync=False)
-                self._opened.append(rs)
-                return rs, FileLedgerStore(self.data_dir, fsync=False)
+            fsync = False
 
         kit = NoSyncKit(tmp_path / "data")
         yield kit

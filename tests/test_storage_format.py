@@ -58,7 +58,7 @@ def usable(data: Path, n_runs: int = 3) -> None:
 def test_a_new_data_dir_gets_the_current_format(tmp_path: Path) -> None:
     data = tmp_path / "data"
     FileRunStore(data).close()
-    assert fmt(data) == FORMAT_VERSION == 2
+    assert fmt(data) == FORMAT_VERSION == 3
     assert (data / "format.json").stat().st_mode & 0o777 == 0o600
     assert open_stores(None, data, create=False).info()["format"] == FORMAT_VERSION
 

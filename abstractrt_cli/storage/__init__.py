@@ -14,15 +14,16 @@ from typing import Any, Optional, Union
 
 from .base import Stores
 from .chain import compute_record_hash, verify_ledger_chain
-from .memory import InMemoryLedgerStore, InMemoryRunStore
+from .memory import InMemoryLedgerStore, InMemoryRunStore, memory_stores
 
-_FILE_STORES = ("FileRunStore", "FileLedgerStore", "open_file_stores")
+_FILE_STORES = ("FileRunStore", "FileLedgerStore", "open_file_stores", "open_file_bundle")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 POSTGRES_EXTRA = "abstractrt-cli[postgres]"
 
 __all__ = [
-    "open_stores", "Stores", "InMemoryRunStore", "InMemoryLedgerStore", "FileRunStore",
-    "FileLedgerStore", "open_file_stores", "compute_record_hash", "verify_ledger_chain",
+    "open_stores", "Stores", "InMemoryRunStore", "InMemoryLedgerStore", "memory_stores",
+    "FileRunStore", "FileLedgerStore", "open_file_stores", "open_file_bundle",
+    "compute_record_hash", "verify_ledger_chain",
 ]
 
 
@@ -50,13 +51,15 @@ def open_stores(store: Optional[str], data_dir: Union[str, "os.PathLike[str]"], 
     from . import files
 
     if not create and not files.data_dir_exists(location):
-        # Nothing stored yet: empty stores (which never write anything anywhere).
-        return Stores(runs=InMemoryRunStore(), ledger=InMemoryLedgerStore(), kind="files",
-                      location=location, capabilities=frozenset())
+        # Nothing stored yet: empty stores (which never write anything anywhere), every
+        # part there and empty, so that queries of any of them answer "none".
+        empty = memory_stores(location=location)
+        empty.kind = "files"
+        return empty
 
-    runs, ledger = files.open_file_stores(location, create=create)
-    return Stores(runs=runs, ledger=ledger, kind="files", location=location,
-                  capabilities=runs.capabilities)
+    stores = files.open_file_bundle(location, create=create)
+    stores.location = location
+    return stores
 
 
 def _needs_psycopg() -> Exception:

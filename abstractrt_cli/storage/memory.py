@@ -1,28 +1,52 @@
-"""In-memory stores: for tests, benchmarks and library users who need no persistence."""
+"""In-memory stores: for tests, benchmarks and library users who need no persistence.
+
+``memory_stores()`` gives the whole bundle (``Stores``): runs, ledger, events, snapshots,
+artifacts, audit, logs, with the run store linked to its ledger (``delete_run`` and
+``import_run`` need both). Every part deep-copies what goes in and out, like a real
+store; which items a list gives, and in which order, is ``rules.py``'s.
+"""
 
 from __future__ import annotations
 
 import copy
 import threading
-from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..core.models import RunState, RunStatus, StepRecord, WaitReason
 from ..core.timeutil import parse_timestamp
-from ..errors import InvalidRunIdError, RunBusyError
+from ..errors import (
+    ArtifactNotFoundError,
+    InvalidRunIdError,
+    PayloadError,
+    RunBusyError,
+    SnapshotExistsError,
+    StoreIOError,
+)
 from . import rules
-from .base import OnCorrupt
+from .base import LOG_CAP, OnCorrupt, Stores
 from .chain import chain_record
+
+#: What ``Stores.capabilities`` says of the memory stores (see ``FileRunStore``).
+CAPABILITIES = frozenset({"events", "snapshots", "artifacts", "audit", "logs", "admin", "wake"})
 
 
 class InMemoryRunStore:
-    """Runs in a dict (deep-copied in and out, like a real store would)."""
+    """Runs in a dict (deep-copied in and out, like a real store would).
 
-    def __init__(self) -> None:
+    ``ledger``: the ledger store of the same runs, for ``delete_run`` and ``import_run``.
+    """
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, ledger: Optional["InMemoryLedgerStore"] = None) -> None:
         self._runs: Dict[str, RunState] = {}
         self._locks: Dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._owners: Dict[str, int] = {}  # run id -> the thread holding its lock
+        self._ledger = ledger
+        self._woken = threading.Event()
 
     def save(self, run: RunState) -> None:
         self._runs[self.validate_run_id(run.run_id)] = copy.deepcopy(run)
@@ -38,9 +62,11 @@ class InMemoryRunStore:
         acquired = lk.acquire(timeout=timeout) if timeout > 0 else lk.acquire(blocking=False)
         if not acquired:
             raise RunBusyError(run_id)
+        self._owners[run_id] = threading.get_ident()
         try:
             yield
         finally:
+            self._owners.pop(run_id, None)
             lk.release()
 
     def validate_run_id(self, run_id: Any) -> str:
@@ -104,6 +130,44 @@ class InMemoryRunStore:
     def match_prefix(self, prefix: str, *, limit: int = 20) -> List[str]:
         return sorted(rid for rid in list(self._runs) if rid.startswith(prefix))[:limit]
 
+    # ------------------------------------------------------------------ admin
+
+    def iter_run_ids(self) -> Iterator[str]:
+        yield from sorted(list(self._runs))
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and its ledger (the caller holds the run's lock)."""
+        self._runs.pop(self.validate_run_id(run_id), None)
+        if self._ledger is not None:
+            self._ledger._records.pop(run_id, None)
+
+    def import_run(self, run: RunState, records: Sequence[Dict[str, Any]]) -> None:
+        """A new run with its (already chained) ledger records, as given; StoreIOError
+        ``run_exists`` if the run or a ledger record of it exists."""
+        rid = self.validate_run_id(run.run_id)
+        if self._ledger is None:
+            raise RuntimeError("import_run needs the run store's ledger (memory_stores())")
+        for rec in records:
+            if not isinstance(rec, dict) or rec.get("run_id") != rid:
+                raise ValueError(f"import_run({rid}): a record of another run, or not a record")
+        mine = self._owners.get(rid) == threading.get_ident()
+        with nullcontext() if mine else self.lock(rid, timeout=10):
+            if rid in self._runs or self._ledger._records.get(rid):
+                raise StoreIOError(f"memory:{rid}", "this run exists already", code="run_exists")
+            self._ledger._records[rid] = copy.deepcopy(list(records))
+            self.save(run)
+
+    # ------------------------------------------------------------------ wake-ups
+
+    def wake(self, run_id: str = "") -> None:
+        self._woken.set()
+
+    def listen(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a ``wake``; True if one came."""
+        got = self._woken.wait(max(timeout, 0.0))
+        self._woken.clear()
+        return got
+
 
 class InMemoryLedgerStore:
     """Hash-chained records in lists."""
@@ -128,3 +192,154 @@ class InMemoryLedgerStore:
 
     def records_since(self, run_id: str, count: int) -> List[Dict[str, Any]]:
         return copy.deepcopy(self._records.get(run_id, [])[count:])
+
+
+class InMemorySnapshotStore:
+    """Snapshots by (run id, name)."""
+
+    def __init__(self) -> None:
+        self._snaps: Dict[Tuple[str, str], Dict[str, Any]] = {}
+        self._guard = threading.Lock()
+
+    def put_snapshot(self, snapshot: Dict[str, Any]) -> None:
+        snap = rules.check_snapshot(snapshot)
+        key = (snap["run_id"], snap["name"])
+        with self._guard:
+            if key in self._snaps:
+                raise SnapshotExistsError(*key)
+            self._snaps[key] = snap
+
+    def get_snapshot(self, run_id: str, name: str) -> Optional[Dict[str, Any]]:
+        snap = self._snaps.get((run_id, name))
+        return copy.deepcopy(snap) if snap is not None else None
+
+    def list_snapshots(self, *, run_id: Optional[str] = None,
+                       tag: Optional[str] = None) -> List[Dict[str, Any]]:
+        with self._guard:
+            out = [copy.deepcopy(s) for s in self._snaps.values()
+                   if rules.snapshot_matches(s, run_id, tag)]
+        return sorted(out, key=rules.snapshot_order)
+
+    def delete_snapshots(self, run_id: str) -> int:
+        with self._guard:
+            keys = [k for k in self._snaps if k[0] == run_id]
+            for k in keys:
+                del self._snaps[k]
+        return len(keys)
+
+
+class InMemoryArtifactStore:
+    """Blobs by ref, with their metadata."""
+
+    def __init__(self) -> None:
+        self._blobs: Dict[str, bytes] = {}
+        self._meta: Dict[str, Dict[str, Any]] = {}
+        self._guard = threading.Lock()
+
+    def put_artifact(self, data: bytes, *, content_type: str = rules.DEFAULT_CONTENT_TYPE,
+                     run_id: Optional[str] = None, tags: Sequence[str] = (),
+                     name: Optional[str] = None) -> Dict[str, Any]:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("an artifact is bytes")
+        data = bytes(data)
+        rules.check_artifact_args(content_type, run_id, tags, name)
+        ref = rules.artifact_ref(data)
+        with self._guard:
+            old = self._meta.get(ref)
+            if old is None:
+                meta = rules.new_artifact_meta(
+                    data, content_type=content_type, run_id=run_id, tags=tags, name=name,
+                    created_at=datetime.now(timezone.utc).isoformat())
+            else:
+                meta = rules.merge_artifact_meta(old, content_type=content_type, run_id=run_id,
+                                                 tags=tags, name=name)
+            self._blobs[ref] = data
+            self._meta[ref] = meta
+            return copy.deepcopy(meta)
+
+    def get_artifact(self, ref: str) -> bytes:
+        data = self._blobs.get(ref)
+        if data is None:
+            raise ArtifactNotFoundError(str(ref))
+        return data
+
+    def artifact_meta(self, ref: str) -> Optional[Dict[str, Any]]:
+        meta = self._meta.get(ref)
+        return copy.deepcopy(meta) if meta is not None else None
+
+    def list_artifacts(self, *, run_id: Optional[str] = None,
+                       tag: Optional[str] = None) -> List[Dict[str, Any]]:
+        with self._guard:
+            out = [copy.deepcopy(m) for m in self._meta.values()
+                   if rules.artifact_matches(m, run_id, tag)]
+        return sorted(out, key=rules.artifact_order)
+
+    def delete_artifact(self, ref: str) -> None:
+        with self._guard:
+            self._meta.pop(ref, None)
+            self._blobs.pop(ref, None)
+
+
+class InMemoryAuditStore:
+    """Prune records in a list, heartbeats by worker id."""
+
+    def __init__(self) -> None:
+        self._pruned: List[Dict[str, Any]] = []
+        self._beats: Dict[str, Dict[str, Any]] = {}
+        self._guard = threading.Lock()
+
+    def put_prune_record(self, record: Dict[str, Any]) -> None:
+        if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+            raise PayloadError("a prune record is an object with a run_id")
+        with self._guard:
+            self._pruned.append(copy.deepcopy(record))
+
+    def list_prune_records(self) -> List[Dict[str, Any]]:
+        with self._guard:
+            return copy.deepcopy(self._pruned)
+
+    def beat(self, heartbeat: Dict[str, Any]) -> None:
+        if not isinstance(heartbeat, dict) or not isinstance(heartbeat.get("worker_id"), str) \
+                or not heartbeat["worker_id"]:
+            raise PayloadError("a heartbeat is an object with a worker_id")
+        with self._guard:
+            self._beats[heartbeat["worker_id"]] = copy.deepcopy(heartbeat)
+
+    def heartbeats(self) -> List[Dict[str, Any]]:
+        with self._guard:
+            return [copy.deepcopy(self._beats[w]) for w in sorted(self._beats)]
+
+
+class InMemoryLogStore:
+    """Log entries per run, capped like every store's (``rules.cap_log``)."""
+
+    def __init__(self, cap: int = LOG_CAP) -> None:
+        self._logs: Dict[str, Tuple[List[Dict[str, Any]], int]] = {}
+        self._guard = threading.Lock()
+        self.cap = cap
+
+    def append_log(self, run_id: str, entries: Sequence[Dict[str, Any]]) -> None:
+        ents = rules.check_log_entries(entries)
+        with self._guard:
+            kept, dropped = self._logs.get(run_id, ([], 0))
+            self._logs[run_id] = rules.cap_log(kept + ents, dropped, self.cap)
+
+    def read_log(self, run_id: str) -> Tuple[List[Dict[str, Any]], int]:
+        with self._guard:
+            kept, dropped = self._logs.get(run_id, ([], 0))
+            return copy.deepcopy(kept), dropped
+
+    def delete_log(self, run_id: str) -> None:
+        with self._guard:
+            self._logs.pop(run_id, None)
+
+
+def memory_stores(*, location: str = "memory") -> Stores:
+    """A whole in-memory store, every part empty and linked."""
+    from .memory_events import InMemoryEventStore
+
+    ledger = InMemoryLedgerStore()
+    return Stores(runs=InMemoryRunStore(ledger=ledger), ledger=ledger, kind="memory",
+                  location=location, capabilities=CAPABILITIES, events=InMemoryEventStore(),
+                  snapshots=InMemorySnapshotStore(), artifacts=InMemoryArtifactStore(),
+                  audit=InMemoryAuditStore(), logs=InMemoryLogStore())

@@ -5,22 +5,32 @@ runs a query returns, and in which order, is decided here:
 
 - ``RunFilter.matches``: the ``list_runs`` filter. ``wait_reason`` and ``wait_key``
   also mean "waiting" (a finished run keeps no wait); ``created_since`` is inclusive.
-- ``due_at`` / ``is_due``: a run is due when it waits with reason ``until`` and that
-  time (a real instant, whatever its zone) is at or before ``now``.
+- ``due_at`` / ``is_due``: a waiting run is due at ``waiting.until`` (reason ``until``)
+  or at ``waiting.deadline`` (reason ``user`` or ``event``, when it has one): a real
+  instant, whatever its zone, at or before ``now``.
 - ``newest_first`` / ``earliest_due_first``: the sort keys, ties broken by run id so
   every store gives the same order.
+- Artifacts, snapshots, logs: refs and their merge rule, the orders of the lists, what
+  a snapshot and a log entry must be, and the log cap (``cap_log``), so that every store
+  keeps and drops the same things.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.timeutil import parse_timestamp
+from .base import LOG_CAP
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: The wait reasons whose ``deadline`` makes a run due (PRODUCT §8).
+DEADLINE_REASONS = frozenset({WaitReason.USER, WaitReason.EVENT})
 _MICRO = timedelta(microseconds=1)
 
 
@@ -103,14 +113,31 @@ class RunFilter:
 
 
 def due_at(run: RunState) -> Optional[datetime]:
-    """The instant a run waiting ``until`` becomes due; None for every other run."""
+    """The instant a waiting run becomes due: its ``until`` (a timer, a deferred retry) or
+    the ``deadline`` of a person's or an event's wait; None for every other run."""
     w = run.waiting
-    if run.status != RunStatus.WAITING or w is None or w.reason != WaitReason.UNTIL or not w.until:
+    if run.status != RunStatus.WAITING or w is None:
+        return None
+    if w.reason == WaitReason.UNTIL:
+        when = w.until
+    elif w.reason in DEADLINE_REASONS:
+        when = w.deadline
+    else:
+        return None
+    if not when:
         return None
     try:
-        return parse_timestamp(w.until)
+        return parse_timestamp(when)
     except ValueError:
         return None
+
+
+def due_kind(run: RunState) -> Optional[str]:
+    """``"until"`` or ``"deadline"``: which of its times ``due_at`` gives (None if none)."""
+    if due_at(run) is None:
+        return None
+    return "until" if run.waiting is not None and run.waiting.reason == WaitReason.UNTIL \
+        else "deadline"
 
 
 def is_due(run: RunState, now: datetime) -> bool:
@@ -131,3 +158,150 @@ def oldest_first(run: RunState) -> Tuple[int, str]:
 def earliest_due_first(run: RunState) -> Tuple[datetime, str]:
     """Sort key for ``list_due_wait_until`` (due runs only)."""
     return due_at(run) or EPOCH, run.run_id
+
+
+# ---------------------------------------------------------------------- artifacts
+
+ARTIFACT_REF = re.compile(r"sha256:[0-9a-f]{64}")
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def artifact_ref(data: bytes) -> str:
+    """The ref of these bytes: ``"sha256:"`` + their lowercase hex SHA-256."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def is_artifact_ref(ref: Any) -> bool:
+    return isinstance(ref, str) and ARTIFACT_REF.fullmatch(ref) is not None
+
+
+def refs_in(value: Any) -> Set[str]:
+    """Every artifact ref that appears anywhere in a JSON value (vars, records, snapshots):
+    what prune and export treat as "this run references it"."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return set(ARTIFACT_REF.findall(text))
+
+
+def new_artifact_meta(data: bytes, *, content_type: str, run_id: Optional[str],
+                      tags: Sequence[str], name: Optional[str], created_at: str) -> Dict[str, Any]:
+    """The metadata of bytes stored for the first time."""
+    return {"ref": artifact_ref(data), "size": len(data), "content_type": content_type,
+            "name": name, "run_ids": [run_id] if run_id else [],
+            "tags": list(dict.fromkeys(str(t) for t in tags)), "created_at": created_at}
+
+
+def merge_artifact_meta(old: Dict[str, Any], *, content_type: str, run_id: Optional[str],
+                        tags: Sequence[str], name: Optional[str]) -> Dict[str, Any]:
+    """The same bytes stored again: runs and tags are added (in order, once each); the
+    first name stays; a specific content type replaces the default one, never another."""
+    meta = dict(old)
+    if meta.get("content_type") in (None, DEFAULT_CONTENT_TYPE):
+        meta["content_type"] = content_type
+    if not meta.get("name") and name:
+        meta["name"] = name
+    run_ids = list(meta.get("run_ids") or [])
+    if run_id and run_id not in run_ids:
+        run_ids.append(run_id)
+    meta["run_ids"] = run_ids
+    meta["tags"] = list(dict.fromkeys([*(meta.get("tags") or []), *(str(t) for t in tags)]))
+    return meta
+
+
+def check_artifact_args(content_type: Any, run_id: Any, tags: Any, name: Any) -> None:
+    """``put_artifact``'s arguments, refused with a clear error before anything is stored."""
+    from ..errors import PayloadError
+
+    if not isinstance(content_type, str) or not content_type:
+        raise PayloadError("an artifact's content type is a non-empty string")
+    if run_id is not None and not isinstance(run_id, str):
+        raise PayloadError("an artifact's run id is a string")
+    if isinstance(tags, (str, bytes)) or not all(isinstance(t, str) for t in tags):
+        raise PayloadError("an artifact's tags are a list of strings")
+    if name is not None and not isinstance(name, str):
+        raise PayloadError("an artifact's name is a string")
+
+
+def artifact_order(meta: Dict[str, Any]) -> Tuple[int, str]:
+    """Sort key for ``list_artifacts`` (oldest first)."""
+    return timestamp_micros(meta.get("created_at")) or 0, str(meta.get("ref"))
+
+
+def artifact_matches(meta: Dict[str, Any], run_id: Optional[str], tag: Optional[str]) -> bool:
+    return ((run_id is None or run_id in (meta.get("run_ids") or []))
+            and (tag is None or tag in (meta.get("tags") or [])))
+
+
+# ---------------------------------------------------------------------- snapshots
+
+def check_snapshot(snapshot: Any) -> Dict[str, Any]:
+    """A snapshot as ``put_snapshot`` takes it: ``run_id`` and ``name`` non-empty strings,
+    ``state`` a run's JSON, ``tags`` a list of strings (default none). Returned as a copy
+    with ``tags`` filled in; PayloadError naming what is wrong."""
+    from ..errors import PayloadError
+
+    if not isinstance(snapshot, dict):
+        raise PayloadError("a snapshot is a JSON object")
+    for name in ("run_id", "name"):
+        if not isinstance(snapshot.get(name), str) or not snapshot[name]:
+            raise PayloadError(f"a snapshot's {name} is a non-empty string")
+    if not isinstance(snapshot.get("state"), dict):
+        raise PayloadError("a snapshot's state is a run's JSON object")
+    tags = snapshot.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise PayloadError("a snapshot's tags are a list of strings")
+    out = json.loads(json.dumps(snapshot, ensure_ascii=False, allow_nan=False))
+    out["tags"] = tags
+    return out
+
+
+def snapshot_order(snapshot: Dict[str, Any]) -> Tuple[int, str, str]:
+    """Sort key for ``list_snapshots`` (oldest first)."""
+    return (timestamp_micros(snapshot.get("created_at")) or 0, str(snapshot.get("run_id")),
+            str(snapshot.get("name")))
+
+
+def snapshot_matches(snapshot: Dict[str, Any], run_id: Optional[str], tag: Optional[str]) -> bool:
+    return ((run_id is None or snapshot.get("run_id") == run_id)
+            and (tag is None or tag in (snapshot.get("tags") or [])))
+
+
+# ---------------------------------------------------------------------- logs
+
+def check_log_entries(entries: Any) -> List[Dict[str, Any]]:
+    """``append_log``'s entries: JSON objects with a string ``text`` (copied)."""
+    from ..errors import PayloadError
+
+    if isinstance(entries, dict) or not isinstance(entries, (list, tuple)):
+        raise PayloadError("log entries are a list of objects")
+    out = []
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("text"), str):
+            raise PayloadError("a log entry is an object with a string 'text'")
+        out.append(json.loads(json.dumps(e, ensure_ascii=False, default=str)))
+    return out
+
+
+def cap_log(entries: List[Dict[str, Any]], dropped: int = 0,
+            cap: int = LOG_CAP) -> Tuple[List[Dict[str, Any]], int]:
+    """The newest entries whose text adds up to at most ``cap`` bytes (UTF-8), and how
+    many bytes of text were dropped in all (``dropped`` so far, plus these). An entry
+    larger than the cap on its own keeps its last ``cap`` bytes."""
+    kept: List[Dict[str, Any]] = []
+    total = 0
+    for i in range(len(entries) - 1, -1, -1):
+        e = entries[i]
+        size = len(e["text"].encode("utf-8"))
+        if total + size <= cap:
+            kept.append(e)
+            total += size
+            continue
+        if not kept:  # the newest entry alone is over the cap: keep its end
+            raw = e["text"].encode("utf-8")[-cap:]
+            text = raw.decode("utf-8", "ignore")  # (a character cut in two is dropped)
+            kept.append(dict(e, text=text))
+            dropped += size - len(text.encode("utf-8"))
+            i -= 1
+        dropped += sum(len(x["text"].encode("utf-8")) for x in entries[:i + 1])
+        break
+    kept.reverse()
+    return kept, dropped

@@ -2,12 +2,18 @@
 
 Layout under the data dir (created 0700; every file 0600)::
 
-    format.json                   {"format": 2}: see ``version.py``
+    format.json                   {"format": 3}: see ``version.py``
     runs/<a>/<run_id>.json        the run: its RunState JSON, indented, human-readable
     runs/<a>/<run_id>.jsonl       its ledger: one hash-chained record per line; also the
                                   run's lock (fcntl.flock)
     index/index.sqlite3           the query index (+ -wal/-shm), see ``index.py``
     index/rebuild.lock            held while the index is (re)built
+    events/<a>/<event_id>.json    a kept event, and ``.recv`` its receipts (``events.py``)
+    snapshots/<a>/<run_id>/*.json a run's snapshots (``snapshots.py``)
+    artifacts/sha256/<xx>/<hex>   an artifact's bytes, and ``.meta.json`` (``artifacts.py``)
+    audit/pruned.jsonl            prune records; ``audit/heartbeats/`` (``audit.py``)
+    logs/<a>/<run_id>.jsonl       what a run's node code printed (``logs.py``)
+    wake                          touched by ``wake``, polled by ``listen`` (``runs.py``)
 
 ``<a>`` is the first character of the run id: uuid ids spread over 16 directories
 (200,000 runs: 12,500 files each, easy for any file system and for ``ls``), and a fresh
@@ -25,8 +31,9 @@ directory descriptors), ``version`` (the format version and upgrades), ``runs`` 
 store, its dirty-row save and its locks), ``queries`` (finding runs through the index,
 and repairing it), ``rebuild`` (keeping the index whole), ``index`` (the SQLite table),
 ``keys`` (a run's indexed fields), ``ledger`` (the ledger store and its tail scan),
-``jsonfmt`` (the run files' JSON), ``atomic``, ``locks`` and ``oserrors`` (file
-primitives and what their failures mean).
+``jsonfmt`` (the run files' JSON), ``atomic``, ``lines``, ``locks`` and ``oserrors``
+(file primitives and what their failures mean); and the parts of part two: ``events``,
+``snapshots``, ``artifacts``, ``audit``, ``logs``.
 
 Processes. SQLite serialises the writers of the index (WAL mode, busy timeout); run
 locks keep two processes off one run; a forked child opens its own index connection.
@@ -46,8 +53,8 @@ from .runs import FileRunStore
 from .version import FORMAT_VERSION
 
 __all__ = [
-    "FileRunStore", "FileLedgerStore", "open_file_stores", "validate_run_id", "index_key",
-    "dumps_readable", "rebuild_index", "FORMAT_VERSION",
+    "FileRunStore", "FileLedgerStore", "open_file_stores", "open_file_bundle",
+    "validate_run_id", "index_key", "dumps_readable", "rebuild_index", "FORMAT_VERSION",
 ]
 
 
@@ -56,6 +63,24 @@ def open_file_stores(data_dir: Any, *, fsync: bool = True,
     """The run store and the ledger store of one data dir (``create``: make it if missing)."""
     runs = FileRunStore(data_dir, fsync=fsync, create=create)
     return runs, FileLedgerStore(data_dir, fsync=fsync, create=False)
+
+
+def open_file_bundle(data_dir: Any, *, fsync: bool = True, create: bool = True) -> Any:
+    """Every store of one data dir, as the ``Stores`` bundle commands work on."""
+    from ..base import Stores
+    from .artifacts import FileArtifactStore
+    from .audit import FileAuditStore
+    from .events import FileEventStore
+    from .logs import FileLogStore
+    from .snapshots import FileSnapshotStore
+
+    runs, ledger = open_file_stores(data_dir, fsync=fsync, create=create)
+    layout = runs._layout
+    return Stores(runs=runs, ledger=ledger, kind="files", location=runs.data_dir,
+                  capabilities=runs.capabilities, events=FileEventStore(runs),
+                  snapshots=FileSnapshotStore(layout, fsync=fsync),
+                  artifacts=FileArtifactStore(layout, fsync=fsync),
+                  audit=FileAuditStore(layout, fsync=fsync), logs=FileLogStore(layout, fsync=fsync))
 
 
 def data_dir_exists(path: str) -> bool:

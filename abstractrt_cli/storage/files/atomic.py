@@ -161,6 +161,43 @@ def atomic_write(dir_fd: int, name: str, data: bytes, *, fsync: bool = True) -> 
     return ident_of(st)
 
 
+def create_new(dir_fd: int, name: str, data: bytes, *, fsync: bool = True) -> bool:
+    """Create ``name`` with ``data``, atomically and only if nothing is there; False if
+    something is (a file, or a symlink: never followed, never replaced).
+
+    Written to a temp file first and then ``link``ed into place: the name appears whole
+    or not at all, and ``link`` refuses an existing name in every process at once.
+    """
+    tmp = f".{name}.{os.getpid()}.{next(_tmp_counter)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 FILE_MODE, dir_fd=dir_fd)
+    try:
+        try:
+            write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            return False
+    finally:
+        _unlink_quietly(dir_fd, tmp)
+    if fsync:
+        fsync_dir(dir_fd)
+    return True
+
+
+def unlink_at(dir_fd: int, name: str) -> bool:
+    """Remove ``name`` (a link itself, never what it points to); False if it was not there."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def read_file(dir_fd: int, name: str) -> Optional[Tuple[bytes, FileIdent]]:
     """The bytes of ``name`` and its identity, or None if it does not exist."""
     try:

@@ -10,8 +10,15 @@ One row per run holds the fields that change slowly, if at all::
     created_us, dirty
 
 ``wait_reason``/``wait_key``/``until_us`` are set only while the run is waiting
-(``until_us``: microseconds since the epoch, only for reason ``until``), so a filter on
+(``until_us``: microseconds since the epoch of when it becomes due, ``rules.due_at``: a
+timer's ``until`` or the ``deadline`` of a person's or an event's wait), so a filter on
 them also means "waiting". Partial indexes cover each query over the *clean* rows.
+
+The event mailbox (``events.py``) keeps two more tables here, with the same rule (the
+files are the truth, the tables say which files to read): ``events`` (``event_id, key,
+emitted_us, expires_us``: one row per kept event file, indexed by key then emission
+time) and ``event_receipts`` (``event_id, run_id``: one row per receipt, a subset of the
+event's receipts file, completed by the readers when one is missing).
 
 The invariant that keeps it honest under crashes: **a row is either dirty, or its fields
 equal those of the run file**. A save that changes indexed fields (made under the run's
@@ -87,11 +94,23 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS runs_parent_created ON runs(parent_run_id, created_us, run_id) "
     "WHERE dirty = 0 AND parent_run_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS runs_dirty ON runs(run_id) WHERE dirty = 1",
+    """CREATE TABLE IF NOT EXISTS events (
+        event_id TEXT PRIMARY KEY NOT NULL, key TEXT NOT NULL,
+        emitted_us INTEGER NOT NULL, expires_us INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS events_key ON events(key, emitted_us, event_id)",
+    """CREATE TABLE IF NOT EXISTS event_receipts (
+        event_id TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (event_id, run_id)
+    ) WITHOUT ROWID""",
+    # Last: its presence says the whole schema above was made (see _ensure_schema).
+    "CREATE INDEX IF NOT EXISTS events_expiry ON events(expires_us, event_id)",
 ]
 
 # An index only the newest schema has: a database without it gets the whole (idempotent)
-# schema, so an older index gains the new indexes on first use.
-_NEWEST_INDEX = "runs_parent_created"
+# schema, so an older index gains the new tables and indexes on first use. (An index of
+# a data dir older than format 3 gains empty event tables: such a data dir has no event
+# files, so they are complete.)
+_NEWEST_INDEX = "events_expiry"
 
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
@@ -334,6 +353,18 @@ class RunIndex:
                     raise IndexCorruptError(str(exc)) from exc
                 raise self._mapped(exc) from exc
 
+    def _exec(self, sql: str, params: Sequence[Any] = (), *, durable: bool = False) -> int:
+        """``_run`` that says how many rows the statement changed."""
+        with self._mutex:
+            conn = self.connect()
+            try:
+                self._sync(conn, durable)
+                return conn.execute(sql, params).rowcount
+            except sqlite3.DatabaseError as exc:
+                if is_corruption(exc):
+                    raise IndexCorruptError(str(exc)) from exc
+                raise self._mapped(exc) from exc
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
         with self._mutex:
             conn = self.connect()
@@ -472,6 +503,79 @@ class RunIndex:
         return [r[0] for r in self._query(
             f"SELECT run_id FROM runs WHERE run_id {op} ? AND run_id < ? ORDER BY run_id LIMIT ?",
             (lo, prefix + "~", limit))]
+
+    def mark_dirty_waiting(self, reasons: Sequence[str]) -> int:
+        """Make every query re-check the runs waiting for one of ``reasons`` (a format
+        upgrade that changed what their rows hold); how many rows."""
+        marks = ",".join("?" * len(reasons))
+        return self._exec(f"UPDATE runs SET dirty = 1 WHERE dirty = 0 AND wait_reason IN "
+                          f"({marks})", tuple(reasons), durable=True)
+
+    # ------------------------------------------------------------------ events
+
+    def put_event(self, event_id: str, key: str, emitted_us: int, expires_us: int) -> None:
+        """An event's row, durably: losing it would hide a kept event (its file is there)."""
+        self._run("INSERT OR REPLACE INTO events(event_id, key, emitted_us, expires_us) "
+                  "VALUES (?, ?, ?, ?)", (event_id, key, emitted_us, expires_us), durable=True)
+
+    def put_events(self, rows: Iterable[Tuple[str, str, int, int]]) -> None:
+        self._many("INSERT OR REPLACE INTO events(event_id, key, emitted_us, expires_us) "
+                   "VALUES (?, ?, ?, ?)", rows)
+
+    def event_page(self, key: str, *, run_id: str, emitted_after_us: int, now_us: int,
+                   after: Optional[Tuple[int, str]], limit: int) -> List[Tuple[str, int]]:
+        """Events of ``key`` emitted after ``emitted_after_us``, not expired at ``now_us``,
+        without a receipt row for ``run_id``: (event_id, emitted_us), oldest first. One
+        range of the ``events_key`` index, and a primary-key probe per row."""
+        sql = ("SELECT e.event_id, e.emitted_us FROM events e "
+               "WHERE e.key = ? AND e.emitted_us > ? AND e.expires_us > ? AND NOT EXISTS ("
+               "SELECT 1 FROM event_receipts r WHERE r.event_id = e.event_id AND r.run_id = ?)")
+        params: List[Any] = [key, emitted_after_us, now_us, run_id]
+        if after is not None:
+            sql += " AND (e.emitted_us, e.event_id) > (?, ?)"
+            params.extend(after)
+        sql += " ORDER BY e.emitted_us, e.event_id LIMIT ?"
+        return [(r[0], r[1]) for r in self._query(sql, (*params, limit))]
+
+    def event_rows(self, *, key_prefix: Optional[str] = None) -> List[Tuple[str, str]]:
+        """(event_id, key) of every event (whose key starts with ``key_prefix``), oldest first."""
+        if key_prefix:
+            # ``GLOB`` with the prefix's metacharacters escaped as classes: an index range.
+            escaped = "".join(f"[{c}]" if c in "*?[" else c for c in key_prefix)
+            rows = self._query("SELECT event_id, key FROM events WHERE key GLOB ? "
+                               "ORDER BY emitted_us, event_id", (escaped + "*",))
+        else:
+            rows = self._query("SELECT event_id, key FROM events ORDER BY emitted_us, event_id")
+        return [(r[0], r[1]) for r in rows]
+
+    def expired_events(self, now_us: int) -> List[str]:
+        return [r[0] for r in self._query(
+            "SELECT event_id FROM events WHERE expires_us <= ? ORDER BY expires_us, event_id",
+            (now_us,))]
+
+    def delete_event(self, event_id: str) -> None:
+        self._run("DELETE FROM event_receipts WHERE event_id = ?", (event_id,))
+        self._run("DELETE FROM events WHERE event_id = ?", (event_id,))
+
+    def has_receipt(self, event_id: str, run_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM event_receipts WHERE event_id = ? AND run_id = ?",
+                                (event_id, run_id)))
+
+    def add_receipts(self, rows: Iterable[Tuple[str, str]]) -> None:
+        """Receipt rows (not durable: the receipts file is the truth, readers fill gaps)."""
+        self._many("INSERT OR IGNORE INTO event_receipts(event_id, run_id) VALUES (?, ?)", rows)
+
+    def event_ids(self) -> List[str]:
+        return [r[0] for r in self._query("SELECT event_id FROM events")]
+
+    def delete_events(self, event_ids: Iterable[str]) -> None:
+        ids = list(event_ids)
+        self._many("DELETE FROM event_receipts WHERE event_id = ?", ((e,) for e in ids))
+        self._many("DELETE FROM events WHERE event_id = ?", ((e,) for e in ids))
+
+    def query_plan(self, sql: str, params: Sequence[Any] = ()) -> List[str]:
+        """SQLite's plan for a statement (tests check that lookups use an index)."""
+        return [str(r[-1]) for r in self._query("EXPLAIN QUERY PLAN " + sql, params)]
 
     def integrity_ok(self) -> bool:
         """SQLite's own consistency check (only after an error that smelled of corruption)."""

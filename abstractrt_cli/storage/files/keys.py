@@ -6,21 +6,22 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 from ...core.models import RunState, RunStatus, WaitReason
-from ..rules import created_micros, timestamp_micros
+from ..rules import DEADLINE_REASONS, created_micros, due_at, micros
 from .index import IndexKey
 
 
 def index_key(run: RunState) -> IndexKey:
-    """The indexed fields of a run: the wait fields only while it waits (see index.py)."""
+    """The indexed fields of a run: the wait fields only while it waits (see index.py).
+
+    ``until_us`` is when the run becomes due (``rules.due_at``): a timer's ``until``, or
+    the ``deadline`` of a person's or an event's wait, so one index finds both."""
     w = run.waiting if run.status == RunStatus.WAITING else None
-    until_us = None
-    if w is not None and w.reason == WaitReason.UNTIL and w.until:
-        until_us = timestamp_micros(w.until)
+    due = due_at(run)
     return IndexKey(
         run.status.value, run.workflow_id,
         w.reason.value if w is not None else None,
         w.wait_key if w is not None else None,
-        until_us, run.parent_run_id, created_micros(run),
+        micros(due) if due is not None else None, run.parent_run_id, created_micros(run),
     )
 
 
@@ -33,5 +34,11 @@ def raw_key(run: RunState) -> RawKey:
     w: Optional[Any] = run.waiting if run.status == RunStatus.WAITING else None
     if w is None:
         return (run.status, run.workflow_id, run.parent_run_id, run.created_at)
+    if w.reason == WaitReason.UNTIL:
+        due = w.until
+    elif w.reason in DEADLINE_REASONS:
+        due = w.deadline
+    else:
+        due = None
     return (run.status, run.workflow_id, run.parent_run_id, run.created_at, w.reason,
-            w.wait_key, w.until if w.reason == WaitReason.UNTIL else None)
+            w.wait_key, due)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from .atomic import ensure_private_dir, make_private_dir_at, open_dir
 from .oserrors import mapped
+
+T = TypeVar("T")
 
 
 class Layout:
@@ -155,6 +157,21 @@ class Layout:
 
     def shard_fd(self, run_id: str, *, create: bool, check: bool = True) -> Optional[int]:
         return self.dir_fd(self.shard_of(run_id), create=create, check=check)
+
+    def in_dir(self, rel: str, fn: Callable[[int], T], *, create: bool) -> Optional[T]:
+        """``fn(descriptor of rel)``; None (``fn`` not called) if the directory does not
+        exist and ``create`` is false. A directory removed under us is opened afresh once
+        (``forget_if_gone``), so a write never lands in a dead one."""
+        for attempt in (1, 2):
+            fd = self.dir_fd(rel, create=create)
+            if fd is None:
+                return None
+            try:
+                return fn(fd)
+            except FileNotFoundError:
+                if attempt == 2 or not self.forget_if_gone(rel):
+                    raise
+        raise AssertionError("unreachable")
 
     def forget_if_gone(self, rel: str) -> bool:
         """Drop a kept descriptor whose directory was removed (a file created in it fails

@@ -145,10 +145,58 @@ class IndexUpkeep:
         gone = [rid for rid in existing - seen if not self._run_file_exists(rid)]
         idx.delete_many(gone)
         stats["removed"] = len(gone)
+        self._rebuild_events(idx, stats)
         idx.set_meta("schema", "1")
         idx.set_meta("complete", "1", durable=True)  # makes all of the above durable too
         stats["seconds"] = round(time.perf_counter() - t0, 3)
         return stats
+
+    def _rebuild_events(self, idx: RunIndex, stats: Dict[str, Any]) -> None:
+        """The event rows and receipt rows, from the event files (``events.py``). A row of
+        an unreadable event file is kept, so that reading it reports the file."""
+        from .events import event_rows, receipt_rows, scan_event_files
+
+        existing = set(idx.event_ids())
+        seen: Set[str] = set()
+        batch: List[Any] = []
+        corrupt = 0
+
+        def flush() -> None:
+            idx.put_events(event_rows(batch))
+            idx.add_receipts(receipt_rows(batch))
+            batch.clear()
+
+        for eid, event, _why in scan_event_files(self._layout, writable=not self.read_only):
+            seen.add(eid)
+            if event is None:
+                corrupt += 1
+                continue
+            batch.append(event)
+            if len(batch) >= 1000:
+                flush()
+        if batch:
+            flush()
+        idx.delete_events(existing - seen)
+        stats["events"] = len(seen) - corrupt
+        stats["events_corrupt"] = corrupt
+
+    def iter_run_ids(self) -> Iterator[str]:
+        """Every run id kept, in order (from the run files: for whole-store operations
+        such as export, prune and copy; never on a hot path)."""
+        for shard_ids in self._run_files_by_shard():
+            yield from sorted(shard_ids)
+
+    def _run_files_by_shard(self) -> Iterator[List[str]]:
+        batch: List[str] = []
+        shard = None
+        for rid in self._iter_run_files():
+            if rid[0] != shard and batch:
+                yield batch
+                batch = []
+            shard = rid[0]
+            batch.append(rid)
+        if batch:
+            yield batch
 
     def _iter_run_files(self) -> Iterator[str]:
         """The ids of every run file, shard by shard (symlinked shards are refused)."""

@@ -32,10 +32,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 import weakref
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Dict, Iterator, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 from ...core.models import RunState, RunStatus
 from ...errors import CorruptRunError, RunBusyError, StoreIOError
@@ -46,11 +47,14 @@ from .atomic import (
     O_NOFOLLOW,
     FileIdent,
     atomic_write,
+    data_sync,
     fsync_dir,
     ident_of,
     lstat_at,
     read_file,
     refuse_symlink,
+    unlink_at,
+    write_all,
 )
 from .ids import validate_run_id
 from .index import IndexCorruptError, IndexKey, RunIndex
@@ -77,8 +81,12 @@ class FileRunStore(FileQueries, IndexUpkeep):
     """
 
     #: What ``Stores.capabilities`` says of a file store: a query index it can rebuild
-    #: (``reindex``), and durable writes that fsync (``fsync``).
-    capabilities = frozenset({"reindex", "fsync"})
+    #: (``reindex``), durable writes that fsync (``fsync``), the parts of part two
+    #: (``events``, ``snapshots``, ``artifacts``, ``audit``, ``logs``), whole-store
+    #: operations (``admin``: ``iter_run_ids``, ``delete_run``, ``import_run``) and
+    #: wake-ups by polling a file (``wake``).
+    capabilities = frozenset({"reindex", "fsync", "events", "snapshots", "artifacts", "audit",
+                              "logs", "admin", "wake"})
 
     def __init__(self, data_dir: Any, *, fsync: bool = True, create: bool = True) -> None:
         self._layout = Layout.of(data_dir, create=create)
@@ -95,6 +103,8 @@ class FileRunStore(FileQueries, IndexUpkeep):
         self._known: Dict[str, Tuple[RawKey, FileIdent]] = {}
         # Runs this store created whose row it left dirty (see ``_write_indexed``).
         self._born_dirty: Set[str] = set()
+        self._wake_seen: Optional[Tuple[int, int]] = None  # see ``listen``
+        self._listening = False
         self._finalizer = weakref.finalize(self, _close_all, self._index, self._writers)
 
     @property
@@ -372,6 +382,114 @@ class FileRunStore(FileQueries, IndexUpkeep):
         except OSError as exc:
             if not cannot_write(exc):
                 raise  # (else) read-only here: the next writable query marks it
+
+    # ------------------------------------------------------------------ admin
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run: its file, its index row, then its ledger (prune). The caller holds
+        the run's lock (its ledger file: unlinked while held, so a process waiting for
+        the lock finds the path gone and gets a fresh, empty ledger that its release
+        removes again). A crash in between leaves a ledger without a run, which nothing
+        reads (no query sees a run without a run file), never a run without its ledger."""
+        rid = validate_run_id(run_id)
+        ledger = self._layout.ledger_path(rid)
+        if not locks.held_by_current_thread(ledger):
+            raise RuntimeError(f"delete_run({rid}): the caller must hold the run's lock")
+        with mapped(self._layout.run_path(rid)):
+            shard = self._shard(rid, create=False)
+            if shard is None:
+                return
+            refuse_symlink(lstat_at(shard, rid + ".json"))
+            removed = unlink_at(shard, rid + ".json")
+            if removed and self._fsync:
+                fsync_dir(shard)
+            self._known.pop(rid, None)
+            self._born_dirty.discard(rid)
+            self._with_index(partial(RunIndex.delete, run_id=rid))
+            if unlink_at(shard, rid + ".jsonl") and self._fsync:
+                fsync_dir(shard)
+
+    def import_run(self, run: RunState, records: Sequence[Dict[str, Any]]) -> None:
+        """A new run with its (already chained) ledger records, written as given: the
+        ledger first (one write, synced), then the run file. StoreIOError ``run_exists``
+        if the run file exists or its ledger holds anything. Takes the run's lock unless
+        the calling thread holds it."""
+        rid = validate_run_id(run.run_id)
+        for rec in records:
+            if not isinstance(rec, dict) or rec.get("run_id") != rid:
+                raise ValueError(f"import_run({rid}): a record of another run, or not a record")
+        data = b"".join((json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+                        .encode("utf-8") for rec in records)
+        ledger = self._layout.ledger_path(rid)
+        mine = locks.held_by_current_thread(ledger)
+        if not mine and not self._acquire(rid, SAVE_LOCK_TIMEOUT, create=True):
+            raise RunBusyError(rid)
+        try:
+            with mapped(ledger):
+                fd = locks.held_append_fd(ledger)
+                assert fd is not None  # (the run's lock is its ledger, opened to append)
+                if self._run_file_exists(rid) or os.fstat(fd).st_size:
+                    raise StoreIOError(self._layout.run_path(rid), "this run exists already",
+                                       code="run_exists")
+            try:
+                with mapped(ledger):
+                    if data:
+                        write_all(fd, data)
+                        if self._fsync:
+                            data_sync(fd)
+                self.save(run)
+            except BaseException:
+                with mapped(ledger):
+                    os.ftruncate(fd, 0)  # nothing half-imported stays behind
+                raise
+        finally:
+            if not mine:
+                self._release(rid)
+
+    # ------------------------------------------------------------------ wake-ups
+
+    WAKE_FILE = "wake"
+    POLL_INTERVAL = 0.2
+
+    def wake(self, run_id: str = "") -> None:
+        """Tell listening workers that something can move: set the data dir's wake file's
+        mtime to now (no sync: a hint, not data). Nothing where we may not write."""
+        with mapped(os.path.join(self._layout.root, self.WAKE_FILE)):
+            try:
+                fd = os.open(self.WAKE_FILE, os.O_WRONLY | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                             FILE_MODE, dir_fd=self._layout.root_fd)
+            except OSError as exc:
+                if cannot_write(exc):
+                    return
+                raise
+            try:
+                os.utime(fd, ns=(time.time_ns(), time.time_ns()))
+            finally:
+                os.close(fd)
+
+    def _wake_state(self) -> Optional[Tuple[int, int]]:
+        with mapped(os.path.join(self._layout.root, self.WAKE_FILE)):
+            st = lstat_at(self._layout.root_fd, self.WAKE_FILE)
+        refuse_symlink(st)
+        return (st.st_ino, st.st_mtime_ns) if st is not None else None
+
+    def listen(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a wake-up since the last call (the wake
+        file's mtime changed), polling every ``POLL_INTERVAL``; True if one came. The
+        first call starts listening: a worker calls ``listen(0)`` before its first round."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        if not self._listening:
+            self._listening = True
+            self._wake_seen = self._wake_state()
+        while True:
+            now = self._wake_state()
+            if now != self._wake_seen:
+                self._wake_seen = now
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(self.POLL_INTERVAL, left))
 
     # ------------------------------------------------------------------ index files
 

@@ -3,6 +3,11 @@
 ``format.json`` holds ``{"format": N}``. A data dir without one is version 1 (the layout
 of abstractrt 0.1: a separate lock file per run under ``locks/``). Version 2 locks a run
 on its ledger file, which exists anyway, instead: one file creation less per run.
+Version 3 indexes the deadline of a person's or an event's wait as the time the run is
+due (``rules.due_at``), and keeps the event mailbox, snapshots, artifacts, audit records
+and logs (``events/``, ``snapshots/``, ``artifacts/``, ``audit/``, ``logs/``, made on
+first use); its upgrade makes every query re-check the rows of runs waiting for a person
+or an event, whose due time the index did not hold (``_v2_to_v3``).
 
 Opening a data dir this code can write (queries included: like building the index, it
 is the store keeping itself) upgrades it before anything else happens, under an
@@ -31,7 +36,7 @@ from .atomic import O_CLOEXEC, O_NOFOLLOW, atomic_write, lstat_at, open_dir, ref
 from .layout import Layout
 from .oserrors import cannot_write, mapped
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FORMAT_FILE = "format.json"
 
 
@@ -153,5 +158,36 @@ def _rmdir_if_empty(dir_fd: int, name: str) -> None:
             raise
 
 
+def _v2_to_v3(layout: Layout) -> None:
+    """Version 3 indexes deadlines: mark the rows of runs waiting for a person or an
+    event dirty, so that queries re-read those runs and write their rows anew (with the
+    deadline as their due time), each under its run's lock.
+
+    Idempotent (marking a row dirty twice is marking it once) and crash-safe: a dirty row
+    is always a correct row (the invariant of ``index.py``); until the new version is
+    written, nothing relies on the new rows. No index yet, or an unreadable one: nothing
+    to do (it is built from the run files, with deadlines, on first use).
+    """
+    from .index import IndexCorruptError, RunIndex
+
+    index_fd = layout.dir_fd("index", create=False)
+    if index_fd is None:
+        return
+    st = lstat_at(index_fd, os.path.basename(layout.index_db))
+    if st is None:
+        return
+    refuse_symlink(st)
+    idx = RunIndex(layout.index_db, dir_ready=lambda create: True)
+    try:
+        idx.connect()
+        if idx.read_only:  # (its fallback would mark rows of a copy in memory)
+            raise PermissionError(errno.EACCES, "the index cannot be written", layout.index_db)
+        idx.mark_dirty_waiting(("user", "event"))
+    except IndexCorruptError:
+        pass  # rebuilt from the run files on first use
+    finally:
+        idx.close()
+
+
 #: STEPS[n] upgrades a data dir from version n to n + 1.
-STEPS: Dict[int, Callable[[Layout], None]] = {1: _v1_to_v2}
+STEPS: Dict[int, Callable[[Layout], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
