@@ -265,12 +265,12 @@ def _populate(kit: Kit, n: int, n_due: int, now: datetime) -> None:
     from abstractrt_cli.core.models import RunState, RunStatus, WaitReason, WaitState
     from abstractrt_cli.storage.postgres.store import _row_params
 
-    cols = ("rid", "status", "workflow_id", "wait_reason", "wait_key", "until", "parent",
+    cols = ("rid", "status", "workflow_id", "wait_reason", "wait_key", "due_at", "parent",
             "created", "updated", "state")
     conn = kit.stores.runs.db.connector.session().conn
     with conn.cursor() as cur:
         with cur.copy(f"COPY {kit.schema}.runs (run_id, status, workflow_id, wait_reason, wait_key, "
-                      "until, parent_run_id, created_at, updated_at, state) FROM STDIN") as copy:
+                      "due_at, parent_run_id, created_at, updated_at, state) FROM STDIN") as copy:
             for i in range(n):
                 created = (now - timedelta(days=30) + timedelta(seconds=i)).isoformat()
                 common = dict(run_id=f"{i % 16:x}{i:07d}-stored", workflow_id="ask",

@@ -77,14 +77,16 @@ class PgProcessLockHolder(LockHolder):
 
 
 class PgKit(StoreKit):
-    # A row cannot be torn, but a hand-edited one can hold a state that is no run.
-    capabilities = frozenset({"corruptible"})
+    # A row cannot be torn, but a hand-edited one can hold a state that is no run. Every
+    # part of the bundle is there (the kit's ``stores``, and ``reopen()``'s).
+    capabilities = frozenset({"corruptible", "deadlines", "events", "snapshots", "artifacts",
+                              "audit", "logs", "admin"})
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
         self._opened: List[Any] = []
         stores = self._open()
-        super().__init__(stores.runs, stores.ledger)
+        super().__init__(stores.runs, stores.ledger, stores)
 
     def _open(self) -> Any:
         stores = open_stores(self.schema)
@@ -96,7 +98,7 @@ class PgKit(StoreKit):
 
     def reopen(self) -> StoreKit:
         stores = self._open()
-        return StoreKit(stores.runs, stores.ledger)
+        return StoreKit(stores.runs, stores.ledger, stores)
 
     def corrupt_run(self, run_id: str) -> None:
         sql(f"UPDATE {self.schema}.runs SET state = %s WHERE run_id = %s",
@@ -129,7 +131,7 @@ def test_location_and_capabilities_hide_the_password(pg_stores: Any) -> None:
     assert password not in pg_stores.location and "@127.0.0.1" in pg_stores.location
     assert {"commit", "shared", "notify"} <= set(pg_stores.capabilities)
     info = pg_stores.info()
-    assert info["store"] == "postgresql" and info["format"] == info["format_known"] == 1
+    assert info["store"] == "postgresql" and info["format"] == info["format_known"] == 2
     assert password not in json.dumps(info)
 
 
@@ -215,8 +217,8 @@ def test_processes_racing_to_create_the_schema_all_get_it(pg_schema: str, tmp_pa
     go.touch()
     outs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    assert [o.strip() for o, _ in outs] == ["version 1"] * 4
-    assert sql(f"SELECT version FROM {pg_schema}.schema_version") == [(1,)]
+    assert [o.strip() for o, _ in outs] == ["version 2"] * 4
+    assert sql(f"SELECT version FROM {pg_schema}.schema_version ORDER BY 1") == [(1,), (2,)]
 
 
 def test_a_newer_schema_is_refused(pg_stores: Any, pg_schema: str) -> None:

@@ -29,7 +29,9 @@ def file_stores(path: Path) -> Stores:
 
 
 def memory_stores() -> Stores:
-    return Stores(runs=InMemoryRunStore(), ledger=InMemoryLedgerStore(), kind="memory",
+    """Runs and ledgers only (no events, snapshots...: a store that lacks the other parts)."""
+    ledger = InMemoryLedgerStore()
+    return Stores(runs=InMemoryRunStore(ledger=ledger), ledger=ledger, kind="memory",
                   location="memory")
 
 

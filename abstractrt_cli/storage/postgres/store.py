@@ -1,4 +1,6 @@
-"""RunStore, RunQueries, LedgerStore and CommitStore over PostgreSQL (see ``schema.py``).
+"""RunStore, RunQueries, RunAdmin, LedgerStore and CommitStore over PostgreSQL (see
+``schema.py``); the other parts (events, snapshots, artifacts, audit, logs) are modules of
+their own over the same ``PostgresDb``.
 
 Locks. A run's lock is a *session advisory lock* (``pg_try_advisory_lock``) keyed on a
 64-bit hash of the schema and run id, held by the connection of the thread that took it
@@ -59,7 +61,7 @@ from ...errors import (
 from ..base import OnCorrupt, Stores
 from ..chain import chain_record
 from ..files.ids import validate_run_id as _validate_file_run_id
-from ..rules import EPOCH, RunFilter, as_status
+from ..rules import EPOCH, RunFilter, as_status, due_at
 from .connection import Connector, Session, redact_url
 from .schema import SCHEMA_VERSION, check_schema_name, ensure_schema, wake_channel
 
@@ -71,7 +73,11 @@ CAPABILITIES: FrozenSet[str] = frozenset({
     "commit",  # commit(records, run): records and checkpoint in one transaction
     "shared",  # several processes and machines at once; locks held by the server
     "notify",  # wake(run_id) / listen(timeout): LISTEN/NOTIFY wake-ups
+    "wake",  # (the name the other stores give wake/listen)
     "import",  # import_run(run, records): a run and its chained ledger, verbatim
+    "deadlines",  # the due queries count the deadlines of waits (rules.due_at)
+    # The parts of PRODUCT §7-§9 (Stores.events ... Stores.logs) and RunAdmin.
+    "events", "snapshots", "artifacts", "audit", "logs", "admin",
 })
 
 _COMMIT_TRIES = 4
@@ -129,13 +135,13 @@ class _Sql:
     """The statements, with the schema name filled in once (a checked identifier)."""
 
     def __init__(self, s: str) -> None:
-        cols = ("run_id, status, workflow_id, wait_reason, wait_key, until, parent_run_id, "
+        cols = ("run_id, status, workflow_id, wait_reason, wait_key, due_at, parent_run_id, "
                 "created_at, updated_at, state")
         vals = ("%(rid)s, %(status)s, %(workflow_id)s, %(wait_reason)s, %(wait_key)s, "
-                "%(until)s, %(parent)s, %(created)s, %(updated)s, %(state)s::json")
+                "%(due_at)s, %(parent)s, %(created)s, %(updated)s, %(state)s::json")
         update = ("status = EXCLUDED.status, workflow_id = EXCLUDED.workflow_id, "
                   "wait_reason = EXCLUDED.wait_reason, wait_key = EXCLUDED.wait_key, "
-                  "until = EXCLUDED.until, parent_run_id = EXCLUDED.parent_run_id, "
+                  "due_at = EXCLUDED.due_at, parent_run_id = EXCLUDED.parent_run_id, "
                   "created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, "
                   "state = EXCLUDED.state")
         self.save = (f"INSERT INTO {s}.runs ({cols}) VALUES ({vals}) "
@@ -186,14 +192,17 @@ class _Sql:
                      "ORDER BY seq DESC LIMIT 1")
         self.records_since = (f"SELECT record FROM {s}.ledger WHERE run_id = %s AND seq >= %s "
                               "ORDER BY seq")
-        self.due = (f"SELECT run_id, state FROM {s}.runs WHERE until <= %s "
-                    "ORDER BY until, run_id LIMIT %s")
-        self.earliest_due = f"SELECT min(until) FROM {s}.runs WHERE until IS NOT NULL"
+        self.due = (f"SELECT run_id, state FROM {s}.runs WHERE due_at <= %s "
+                    "ORDER BY due_at, run_id LIMIT %s")
+        self.earliest_due = f"SELECT min(due_at) FROM {s}.runs WHERE due_at IS NOT NULL"
         self.prefix = (f"SELECT run_id FROM {s}.runs WHERE run_id LIKE %s "
                        "ORDER BY run_id LIMIT %s")
         self.ids_after = (f"SELECT run_id FROM {s}.runs WHERE run_id > %s "
                           "ORDER BY run_id LIMIT %s")
         self.counts = f"SELECT status, count(*) FROM {s}.runs GROUP BY status"
+        # A run and its ledger go together: one statement, one transaction.
+        self.delete_run = (f"WITH l AS (DELETE FROM {s}.ledger WHERE run_id = %(rid)s) "
+                           f"DELETE FROM {s}.runs WHERE run_id = %(rid)s")
         self.runs_table = f"{s}.runs"
 
 
@@ -395,16 +404,13 @@ class PostgresDb:
 def _row_params(run: RunState) -> Dict[str, Any]:
     """The indexed columns of a run, and its state as JSON text."""
     w = run.waiting if run.status == RunStatus.WAITING else None
-    until = None
-    if w is not None and w.reason == WaitReason.UNTIL and w.until:
-        until = _ts(w.until)
     return {
         "rid": run.run_id,
         "status": run.status.value,
         "workflow_id": run.workflow_id,
         "wait_reason": w.reason.value if w is not None else None,
         "wait_key": w.wait_key if w is not None else None,
-        "until": until,
+        "due_at": due_at(run) if w is not None else None,
         "parent": run.parent_run_id,
         "created": _ts(run.created_at) or EPOCH,
         "updated": _ts(run.updated_at),
@@ -499,7 +505,8 @@ class PostgresRunStore:
     def _acquire(self, s: Session, key: int, timeout: float) -> bool:
         conn, mapped = s.conn, self._db.connector.mapped
         with mapped(s):
-            if conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if row is not None and row[0]:
                 return True
         if timeout <= 0:
             return False
@@ -540,7 +547,8 @@ class PostgresRunStore:
         """Matching runs, newest (``created_at``) first; one indexed query."""
         if limit is not None and limit <= 0:
             return []
-        where, params = [], []
+        where: List[str] = []
+        params: List[Any] = []
         f = RunFilter.of(status=status, workflow_id=workflow_id, wait_reason=wait_reason,
                          wait_key=wait_key, parent_run_id=parent_run_id,
                          created_since=created_since)
@@ -605,6 +613,13 @@ class PostgresRunStore:
             if len(rows) < batch:
                 return
             after = rows[-1][0]
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove the run's row and its ledger in one transaction (prune; the caller holds
+        the run's lock). A run that is not there: nothing to do."""
+        rid = self.validate_run_id(run_id)
+        self._db.connector.execute(self._db.sql.delete_run, {"rid": rid})
+        self._db.forget_head(rid)
 
     def info(self) -> Dict[str, Any]:
         """Schema, its version, and runs by status (for ``store info``; keys as the files')."""
@@ -692,10 +707,16 @@ class PostgresLedgerStore:
 
 def open_stores(url: str, *, connect_timeout: float = 5.0, schema: str = "abstractrt",
                 **options: Any) -> Stores:
+    from .artifacts import PostgresArtifactStore
+    from .audit import PostgresAuditStore
     from .events import PostgresEventStore
+    from .logs import PostgresLogStore
+    from .snapshots import PostgresSnapshotStore
 
     db = PostgresDb(url, connect_timeout=connect_timeout, schema=schema, **options)
     return Stores(runs=PostgresRunStore(db), ledger=PostgresLedgerStore(db), kind="postgresql",
                   location=redact_url(url), capabilities=CAPABILITIES,
-                  events=PostgresEventStore(db))
+                  events=PostgresEventStore(db), snapshots=PostgresSnapshotStore(db),
+                  artifacts=PostgresArtifactStore(db), audit=PostgresAuditStore(db),
+                  logs=PostgresLogStore(db))
 
