@@ -4,6 +4,7 @@ Layout::
 
     artifacts/sha256/<xx>/<hex>            the bytes, written once, atomically
     artifacts/sha256/<xx>/<hex>.meta.json  their metadata (``rules.new_artifact_meta``)
+    artifacts/runs/<a>/<run_id>.jsonl      the refs a run stored, one ``{"ref"}`` a line
 
 ``<hex>`` is the SHA-256 of the bytes, ``<xx>`` its first two digits. The bytes are
 checked against the ref every time they are read: a damaged blob is an error naming
@@ -15,8 +16,11 @@ two processes storing the same bytes at once keep both their runs and tags. The 
 written (and synced) before its metadata, and deleted after it: a crash leaves at worst a
 blob without metadata, which no list shows and the next put of those bytes adopts.
 
-Listing reads every metadata file (``artifacts`` is an admin listing; prune and export
-ask for the artifacts of the runs they work on once, not per run).
+The refs of a run are appended to its line file before the metadata naming the run is
+written, so ``list_artifacts(run_id=...)`` reads that file and the metadata it names
+(what the run stored, not every artifact kept) and keeps only those whose metadata
+names the run; a line whose artifact was deleted is skipped. Listing by tag alone reads
+every metadata file.
 """
 
 from __future__ import annotations
@@ -39,12 +43,15 @@ from .atomic import (
     refuse_symlink,
     unlink_at,
 )
+from .ids import validate_run_id
 from .jsonfmt import dumps_readable
 from .layout import Layout
+from .lines import append_lines, encode_line, read_lines
 from .oserrors import mapped
 
 T = TypeVar("T")
 BASE = "artifacts/sha256"
+BY_RUN = "artifacts/runs"
 
 
 def hex_of(ref: Any) -> str:
@@ -99,6 +106,8 @@ class FileArtifactStore:
             raise TypeError("an artifact is bytes")
         data = bytes(data)
         rules.check_artifact_args(content_type, run_id, tags, name)
+        if run_id is not None:
+            validate_run_id(run_id)  # (before anything is written)
         ref = rules.artifact_ref(data)
         hx = hex_of(ref)
         path = self.path_of(ref)
@@ -112,6 +121,8 @@ class FileArtifactStore:
             refuse_symlink(lstat_at(fd, meta_name))
             got = read_file(fd, meta_name)
             old = _parse_meta(path + ".meta.json", got[0]) if got is not None else None
+            if run_id is not None and run_id not in ((old or {}).get("run_ids") or []):
+                self._note_run(run_id, ref)
             if old is None:
                 meta = rules.new_artifact_meta(
                     data, content_type=content_type, run_id=run_id, tags=tags, name=name,
@@ -128,6 +139,20 @@ class FileArtifactStore:
             out = self._in_shard(hx[:2], put, create=True, exclusive=True)
         assert out is not None
         return out
+
+    def _note_run(self, run_id: str, ref: str) -> None:
+        rid = validate_run_id(run_id)
+        line = encode_line({"ref": ref})
+        with mapped(os.path.join(self._layout.root, BY_RUN, rid[0], rid + ".jsonl")):
+            self._layout.in_dir(f"{BY_RUN}/{rid[0]}", lambda fd: append_lines(
+                fd, rid + ".jsonl", [line], fsync=self._fsync), create=True)
+
+    def forget_run(self, run_id: str) -> None:
+        """Drop the list of refs a run stored (its run is gone: prune); the artifacts stay."""
+        rid = validate_run_id(run_id)
+        with mapped(os.path.join(self._layout.root, BY_RUN, rid[0], rid + ".jsonl")):
+            self._layout.in_dir(f"{BY_RUN}/{rid[0]}", lambda fd: unlink_at(fd, rid + ".jsonl"),
+                                create=False)
 
     def delete_artifact(self, ref: str) -> None:
         """Drop a blob and its metadata (metadata first); nothing if it is not kept."""
@@ -169,9 +194,19 @@ class FileArtifactStore:
     def list_artifacts(self, *, run_id: Optional[str] = None,
                        tag: Optional[str] = None) -> List[Dict[str, Any]]:
         """Metadata, oldest first, of one run and/or with one tag."""
-        out = [m for m in self._all_meta() if rules.artifact_matches(m, run_id, tag)]
+        metas = self._run_meta(run_id) if run_id is not None else self._all_meta()
+        out = [m for m in metas if rules.artifact_matches(m, run_id, tag)]
         out.sort(key=rules.artifact_order)
         return out
+
+    def _run_meta(self, run_id: str) -> List[Dict[str, Any]]:
+        rid = validate_run_id(run_id)
+        with mapped(os.path.join(self._layout.root, BY_RUN, rid[0], rid + ".jsonl")):
+            got = self._layout.in_dir(f"{BY_RUN}/{rid[0]}",
+                                      lambda fd: read_lines(fd, rid + ".jsonl"), create=False)
+        refs = dict.fromkeys(r.get("ref") for r in (got[0] if got else []))
+        metas = (self.artifact_meta(ref) for ref in refs if rules.is_artifact_ref(ref))
+        return [m for m in metas if m is not None]
 
     def _all_meta(self) -> List[Dict[str, Any]]:
         root = os.path.join(self._layout.root, BASE)
