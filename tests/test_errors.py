@@ -77,13 +77,19 @@ def _words(text: str) -> str:
     return text[:-1] if text.endswith(".") else text
 
 
+def _from_name(name: str) -> str:
+    """``SnapshotNotFoundError`` → "snapshot not found" (a class with no docstring)."""
+    words = re.findall(r"[A-Z][a-z0-9]*", name.removesuffix("Error"))
+    return " ".join(words).lower() or name
+
+
 def documented_codes() -> List[Tuple[str, int, str]]:
     """(code, exit, meaning) for the README table, by exit code then code."""
     rows: Dict[str, Tuple[int, str]] = {}
     for cls in error_classes():
         doc = (cls.__doc__ or "").strip().splitlines()
         first = doc[0] if doc and cls.code not in MEANINGS else ""
-        meaning = MEANINGS.get(cls.code) or _words(first) or cls.__name__
+        meaning = MEANINGS.get(cls.code) or _words(first) or _from_name(cls.__name__)
         first_word = meaning.split()[0]
         if first_word == "A" or (first_word[:1].isupper() and first_word[1:].islower()):
             meaning = meaning[0].lower() + meaning[1:]  # "A bug: …" → "a bug: …"; names stay
