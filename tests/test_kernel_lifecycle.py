@@ -131,3 +131,53 @@ def test_retry_from_a_node_is_a_new_visit(make_runtime, registry):
     rt.tick(run_id=rid)
     run = rt.retry(rid, from_node="fix")
     assert run.status is RunStatus.COMPLETED and len(calls) == 2  # a new visit of a runs it again
+
+
+def test_what_nodes_print_and_log_is_kept_with_its_step_and_still_echoed(make_runtime, registry, capsys):
+    import logging
+
+    from abstractrt_cli.storage.memory import InMemoryLogStore
+
+    def talk(run, ctx):
+        print("hello from a")
+        logging.getLogger("wf").warning("careful")
+        return StepPlan("a", effect=Effect("work", {}, "w"), next_node="end")
+
+    def work(run, eff):
+        print("working")
+        return {}
+
+    w = WorkflowSpec("talk", "a", {"a": talk, "end": finish()})
+    registry.register(w)
+    logs = InMemoryLogStore()
+    rt = make_runtime(log_store=logs, effect_handlers={"work": work})
+    rid = rt.start(workflow=w)
+    rt.tick(run_id=rid)
+    entries, dropped = logs.read_log(rid)
+    assert dropped == 0
+    assert [(e["node_id"], e["stream"], e["text"]) for e in entries] == [
+        ("a", "stdout", "hello from a\n"), ("a", "log", "WARNING wf: careful\n"),
+        ("a", "stdout", "working\n")]
+    assert "hello from a" in capsys.readouterr().out
+
+
+def test_node_code_puts_and_gets_artifacts_by_ref(make_runtime, registry):
+    from abstractrt_cli.storage.memory import InMemoryArtifactStore
+
+    def put(run, ctx):
+        run.vars["ref"] = ctx.artifacts.put(b"\x00\xffbytes", content_type="application/x-test",
+                                            tags=["raw"])
+        return StepPlan("a", next_node="b")
+
+    def get(run, ctx):
+        return StepPlan("b", complete_output={"len": len(ctx.artifacts.get(run.vars["ref"]))})
+
+    w = WorkflowSpec("art", "a", {"a": put, "b": get})
+    registry.register(w)
+    arts = InMemoryArtifactStore()
+    rt = make_runtime(artifact_store=arts)
+    rid = rt.start(workflow=w)
+    run = rt.tick(run_id=rid)
+    assert run.output == {"len": 7} and run.vars["ref"].startswith("sha256:")
+    (meta,) = arts.list_artifacts(run_id=rid)
+    assert meta["content_type"] == "application/x-test" and meta["size"] == 7

@@ -26,7 +26,7 @@ import uuid
 from datetime import timedelta, timezone
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from ..errors import LedgerMismatchError, StateNotSavableError, StepTimeoutError
+from ..errors import AbstractRTError, LedgerMismatchError, StateNotSavableError, StepTimeoutError
 from .compat import call_handler, check_outcome, coerce_outcome, coerce_plan
 from . import effects as effects_module
 from .effects import PASSTHROUGH_TYPES, EffectContext, passthrough
@@ -48,6 +48,7 @@ from .models import (
 from .outcome import EffectOutcome, NonRetryableError
 from .policy import DefaultEffectPolicy
 from .replay import Replay, load_beyond
+from .output import NO_OUTPUT, StepOutput
 from .steptimer import StepLimit, step_time_limit, watching
 from .timeutil import parse_timestamp
 from .waits import DEADLINE_ACTOR, deadline_due, timeout_payload
@@ -140,6 +141,7 @@ class RunOp:
         self.effects_since_save = 0
         # Rebuilding a past state (``Runtime.state_at``): replay only, never write.
         self.rebuilding = False
+        self.output = StepOutput() if rt.log_store is not None else NO_OUTPUT
         self._commit = getattr(rt.run_store, "commit", None)
         self._append_many = None if self._commit else getattr(rt.ledger_store, "append_many", None)
         self._buffer: List[StepRecord] = []  # for stores that commit records with the run
@@ -267,7 +269,19 @@ class RunOp:
                 self.save(force=True)
         except StateNotSavableError as exc:
             return self.fail_unsavable(exc)
+        finally:
+            self.flush_output()
         return self.run
+
+    def flush_output(self) -> None:
+        """What the steps printed, to the run's log (never fails the run: a log that
+        cannot be written loses those lines, which were echoed to stderr already)."""
+        entries = self.output.take()
+        if entries and not self.rebuilding:
+            try:
+                self.rt.log_store.append_log(self.run.run_id, entries)
+            except (OSError, ValueError, AbstractRTError):
+                pass
 
     # ------------------------------------------------------------------ state changes
 
@@ -556,6 +570,7 @@ class RunOp:
         replaying = bool(self.replay.records)
         guard = True  # usage only moves with effects: check the limits after each one
         step_limit = StepLimit(timeout)
+        ctx_has_run = hasattr(rt._ctx, "run_id")
         while steps < max_steps or (steps < bound and self.replay.peek() is not None):
             if replaying and self.replay.peek() is not None:
                 self.roll_forward()  # a limits change or a cancel recorded mid-tick
@@ -584,8 +599,10 @@ class RunOp:
             handler = nodes.get(node_id)
             if handler is None:
                 return self.fail(f"unknown node {node_id!r} in workflow {wf.workflow_id!r}")
+            if ctx_has_run:
+                rt._ctx.run_id = run.run_id
             try:
-                with step_limit.of(run.run_id, node_id):
+                with step_limit.of(run.run_id, node_id), self.output.of(node_id, run.effect_seq):
                     plan = coerce_plan(handler(run, rt._ctx), node_id)
             except Exception as exc:  # a broken node fails the run, it does not crash us
                 info = describe_exception(exc, entry.source if entry else None)
@@ -858,7 +875,8 @@ class RunOp:
                 self.save(force=True)
             self.flush()
         try:
-            with step_time_limit(timeout, lambda: StepTimeoutError(run.run_id, plan.node_id, timeout)):
+            with step_time_limit(timeout, lambda: StepTimeoutError(run.run_id, plan.node_id, timeout)), \
+                    self.output.of(plan.node_id, run.effect_seq):
                 if builtin is not None:
                     ctx = EffectContext(run=run, effect=effect, next_node=plan.next_node,
                                         idempotency_key=key, clock=rt.now,

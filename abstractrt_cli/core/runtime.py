@@ -38,6 +38,7 @@ from .effects import BUILTIN_EFFECTS
 from .integrity import json_copy
 from .limits import check_limits, check_updates, limit_status, reached_limit
 from .loop import RunOp, open_op, set_nested
+from .output import ArtifactAccess
 from .models import (
     KeptEvent,
     LimitWarning,
@@ -80,10 +81,13 @@ class EmitReport:
 
 
 class DefaultRunContext:
-    """The ``ctx`` node handlers get."""
+    """The ``ctx`` node handlers get: the time, and ``ctx.artifacts`` when the store
+    keeps artifacts."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
+        self.run_id: Optional[str] = None  # the run whose step is being run
+        self.artifacts: Optional[ArtifactAccess] = None
 
     def now_iso(self) -> str:
         return self.clock().isoformat()
@@ -116,6 +120,8 @@ class Runtime:
         clock: Optional[Clock] = None,
         event_store: Optional[Any] = None,
         on_transition: Optional[Callable[[str, RunState], None]] = None,
+        artifact_store: Optional[Any] = None,
+        log_store: Optional[Any] = None,
     ) -> None:
         self._run_store = run_store
         self._ledger = ledger_store
@@ -125,6 +131,11 @@ class Runtime:
         self._on_transition = on_transition
         self._clock: Clock = clock or _utc_clock
         self._ctx = context or DefaultRunContext(self._clock)
+        self._artifacts = artifact_store
+        self._logs = log_store
+        if artifact_store is not None and isinstance(self._ctx, DefaultRunContext):
+            ctx = self._ctx
+            ctx.artifacts = ArtifactAccess(artifact_store, lambda: ctx.run_id)
         self._registry = workflow_registry
         # Without a policy, llm_call gets 3 attempts (backoff 1 s, 2 s): a model server
         # that is busy for a moment should not fail a run. Everything else gets one.
@@ -148,6 +159,14 @@ class Runtime:
     @property
     def event_store(self) -> Optional[Any]:
         return self._events
+
+    @property
+    def artifact_store(self) -> Optional[Any]:
+        return self._artifacts
+
+    @property
+    def log_store(self) -> Optional[Any]:
+        return self._logs
 
     @property
     def config(self) -> RuntimeConfig:
