@@ -114,7 +114,9 @@ class FileEventStore:
 
         def write(fd: int) -> None:
             refuse_symlink(lstat_at(fd, eid + ".recv"))
-            if lstat_at(fd, eid + ".json") is not None:
+            st = lstat_at(fd, eid + ".json")
+            refuse_symlink(st)
+            if st is not None:
                 raise _exists(path)
             # A receipts file without its event is left by a crash (or a prune racing a
             # receiver): it is not this event's.

@@ -22,6 +22,9 @@ from .index import IndexCorruptError, IndexKey, RunIndex
 from .keys import index_key
 from .oserrors import mapped
 
+# The expiry of an unreadable event file's row: never (see ``_rebuild_events``).
+UNREADABLE_EXPIRY = (1 << 62)
+
 # How long a process waits for another one rebuilding the index.
 REBUILD_WAIT = 3600.0
 
@@ -169,7 +172,11 @@ class IndexUpkeep:
         for eid, event, _why in scan_event_files(self._layout, writable=not self.read_only):
             seen.add(eid)
             if event is None:
+                # Its key and times are unknown: a row that only a listing of every event
+                # meets, and that never expires, so the file is reported until fixed.
                 corrupt += 1
+                if eid not in existing:
+                    idx.put_events([(eid, "", 0, UNREADABLE_EXPIRY)])
                 continue
             batch.append(event)
             if len(batch) >= 1000:

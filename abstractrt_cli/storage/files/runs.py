@@ -470,7 +470,7 @@ class FileRunStore(FileQueries, IndexUpkeep):
     def _wake_state(self) -> Optional[Tuple[int, int]]:
         with mapped(os.path.join(self._layout.root, self.WAKE_FILE)):
             st = lstat_at(self._layout.root_fd, self.WAKE_FILE)
-        refuse_symlink(st)
+            refuse_symlink(st)
         return (st.st_ino, st.st_mtime_ns) if st is not None else None
 
     def listen(self, timeout: float) -> bool:
