@@ -12,6 +12,11 @@ Workloads, each on a fresh data dir, abstractrt with fsync on:
               a fresh store (a new process's view: no warm caches but the OS's); and,
               abstractrt only, ``earliest_due()`` (what a worker asks before it sleeps).
 
+With ``--parts``, abstractrt's parts of part two alone (fsync on): the cost of keeping an
+event, of finding a run's oldest unreceived event for a key among 10 kept for it with
+none and with ``--other`` events of other keys kept, of a receipt; of storing and reading
+back a 1 MiB artifact; of a snapshot; of a log append.
+
 abstractrt also runs the starts and resumes with ``fsync=False``, to show what the
 durability costs on this disk (AbstractRuntime never fsyncs: that row is the like for
 like comparison of everything else).
@@ -22,7 +27,7 @@ its writes are cheaper than ours by construction: the ratio column is AbstractRu
 time over ours (> 1: abstractrt is faster). Without ``abstractruntime`` installed its
 column says n/a.
 
-    python bench/storage.py [--big] [--sizes 2000,20000] [--dir DIR]
+    python bench/storage.py [--big] [--sizes 2000,20000] [--dir DIR] [--parts [--other N]]
 """
 
 from __future__ import annotations
@@ -359,6 +364,64 @@ def w_stored(make: Callable[[str], Any], tmp: str, n: int) -> Dict[str, float]:
             "waiting_s": t_wait, "waiting_n": len(waiting), "earliest_s": t_earliest}
 
 
+# ---------------------------------------------------------------------------- part two
+
+
+def w_parts(tmp: str, n_other: int) -> List[Tuple[str, float]]:
+    """(what, seconds per operation) for the event mailbox, artifacts, snapshots, logs."""
+    from abstractrt_cli.core.models import KeptEvent
+    from abstractrt_cli.storage import open_file_bundle
+
+    d = tempfile.mkdtemp(dir=tmp)
+    s = open_file_bundle(d)
+    base = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    early = base - timedelta(days=1)
+
+    def event(eid: str, key: str, i: int) -> KeptEvent:
+        at = base + timedelta(microseconds=i)
+        return KeptEvent(event_id=eid, key=key, payload={"i": i}, emitted_at=at.isoformat(),
+                         expires_at=(at + timedelta(days=7)).isoformat())
+
+    out: List[Tuple[str, float]] = []
+    n = 200
+    t, _ = timed(lambda: [s.events.put(event(f"hot-{i}", "hot", i)) for i in range(n)])
+    out.append(("keep an event (emit)", t / n))
+    for i in range(10):
+        s.events.put(event(f"mine-{i}", "mine", i))
+
+    def lookups(k: int = 200) -> float:
+        t, _ = timed(lambda: [s.events.oldest_unreceived("mine", run_id="r", emitted_after=early,
+                                                         now=base) for _ in range(k)])
+        return t / k
+
+    out.append(("oldest unreceived, 10 for its key, few others", lookups()))
+    fast = open_file_bundle(d, fsync=False)  # (only to populate quicker)
+    for i in range(n_other):
+        fast.events.put(event(f"other-{i}", f"key-{i % 100}", i))
+    fast.close()
+    out.append((f"oldest unreceived, 10 for its key, {n_other:,} others", lookups()))
+    t, _ = timed(lambda: [s.events.mark_received(f"hot-{i}", "r") for i in range(n)])
+    out.append(("mark received", t / n))
+    blob = os.urandom(1 << 20)
+    t, meta = timed(lambda: s.artifacts.put_artifact(blob, run_id="r"))
+    out.append(("put a 1 MiB artifact", t))
+    t, _ = timed(lambda: s.artifacts.get_artifact(meta["ref"]))
+    out.append(("get a 1 MiB artifact (hash checked)", t))
+    state = {"run_id": "r", "workflow_id": "w", "status": "waiting", "current_node": "n",
+             "vars": {"x": "y" * 1000}}
+    t, _ = timed(lambda: [s.snapshots.put_snapshot({"run_id": "r", "name": f"s{i}", "tags": [],
+                                                    "state": state, "created_at": base.isoformat()})
+                          for i in range(50)])
+    out.append(("keep a snapshot", t / 50))
+    line = [{"at": base.isoformat(), "node_id": "n", "effect_seq": 0, "stream": "stdout",
+             "text": "x" * 200 + "\n"}]
+    t, _ = timed(lambda: [s.logs.append_log("r", line) for _ in range(1000)])
+    out.append(("append a log entry", t / 1000))
+    s.close()
+    shutil.rmtree(d)
+    return out
+
+
 # ---------------------------------------------------------------------------- report
 
 
@@ -377,7 +440,17 @@ def main() -> int:
     ap.add_argument("--big", action="store_true", help="also 200,000 stored runs (minutes)")
     ap.add_argument("--sizes", default="2000,20000", help="stored-run counts (comma-separated)")
     ap.add_argument("--dir", default=None, help="where to make the data dirs (same disk matters)")
+    ap.add_argument("--parts", action="store_true", help="only the parts of part two (events...)")
+    ap.add_argument("--other", type=int, default=20_000, help="events of other keys (--parts)")
     args = ap.parse_args()
+    if args.parts:
+        tmp = tempfile.mkdtemp(prefix="abstractrt-bench-", dir=args.dir)
+        try:
+            for what, sec in w_parts(tmp, args.other):
+                print(f"  {what:<52} {sec * 1000:8.3f} ms")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.big:
         sizes.append(200_000)
