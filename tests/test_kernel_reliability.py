@@ -404,7 +404,7 @@ def test_signing_key_file(tmp_path, monkeypatch):
     with pytest.raises(SignatureError, match="exists already"):
         init_signing_key(path)
     path.chmod(0o644)
-    with pytest.raises(SignatureError, match="chmod 600"):
+    with pytest.raises(SignatureError, match="mode 600"):
         load_signing_key(path)
     monkeypatch.setenv("ABSTRACTRT_SIGNING_KEY", "short")
     with pytest.raises(SignatureError, match="too short"):
@@ -522,3 +522,24 @@ def test_start_and_tick_writes_the_run_once_and_before_any_outside_effect(tmp_pa
     rt.register_effect_handler("probe", lambda run, eff: seen.append(rt.run_store.load(run.run_id)) or {})
     run = rt.start_and_tick(workflow=effect_first)
     assert run.status is RunStatus.COMPLETED and seen[0] is not None  # saved before it ran
+
+
+def test_batched_records_say_what_was_true_when_they_were_made(tmp_path, registry):
+    """A start record and a resume record wait for the next write; nodes that change the
+    vars meanwhile must not change what those records say (their hashes would break)."""
+    def grow(run, ctx):
+        run.vars.setdefault("log", []).append("x")
+        run.vars["ans"]["seen"] = True  # the resume's payload dict itself
+        return StepPlan("grow", effect=Effect("ask_user", {"prompt": "again?"}, "ans"), next_node="grow")
+
+    w = WorkflowSpec("grow", "ask", {
+        "ask": node("ask", effect=Effect("ask_user", {"prompt": "go?"}, "ans"), next="grow"),
+        "grow": grow})
+    registry.register(w)
+    rt = file_runtime(tmp_path, registry)
+    run = rt.start_and_tick(workflow=w, vars={"log": []})
+    run = rt.resume(run_id=run.run_id, payload={"response": "y"})
+    recs = rt.get_ledger(run.run_id)
+    assert recs[0]["result"]["vars"]["log"] == []
+    assert [r for r in recs if r["kind"] == "resume"][0]["result"]["payload"] == {"response": "y"}
+    assert verify_run(rt.get_state(run.run_id), recs)["ok"]

@@ -80,7 +80,7 @@ def _decode(text: str, where: str) -> bytes:
     text = text.strip()
     if len(text) < 32:
         raise SignatureError(f"signing key from {where} is too short: use at least 32 "
-                             "characters (abstractrt key init makes one)")
+                             "characters")
     return text.encode("utf-8")
 
 
@@ -100,7 +100,7 @@ def load_signing_key(path: Optional[Path] = None) -> Optional[bytes]:
         st = os.fstat(fd)
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise SignatureError(f"signing key {path} is readable by others "
-                                 f"(mode {stat.S_IMODE(st.st_mode):o}): chmod 600 it")
+                                 f"(mode {stat.S_IMODE(st.st_mode):o}); it must be mode 600")
         data = os.read(fd, 4096)
     finally:
         os.close(fd)

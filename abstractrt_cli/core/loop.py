@@ -30,7 +30,7 @@ from ..errors import AbstractRTError, LedgerMismatchError, StateNotSavableError,
 from .compat import call_handler, check_outcome, coerce_outcome, coerce_plan
 from . import effects as effects_module
 from .effects import PASSTHROUGH_TYPES, EffectContext, passthrough
-from .integrity import sign_checkpoint, state_digest
+from .integrity import json_copy, sign_checkpoint, state_digest
 from .limits import count_llm_usage, reached_limit
 from .llm import merge_llm_config
 from .models import (
@@ -195,6 +195,9 @@ class RunOp:
         if self._commit is not None or self._append_many is not None:
             from ..storage.chain import chain_record
 
+            # A buffered record is written later: freeze what it says now (its result may
+            # be the very dict the run's vars hold, which the next nodes may change).
+            rec.result, rec.effect = json_copy(rec.result), json_copy(rec.effect)
             chained = chain_record(rec.to_jsonable(), seq=self.head[0], prev_hash=self.head[1])
             self._buffer.append(rec)
             self.head = (self.head[0] + 1, chained["record_hash"])
