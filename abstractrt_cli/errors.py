@@ -19,6 +19,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_RUN_FAILED = 3  # the command worked, but the run it drove ended failed
 EXIT_BUSY = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
 
 
 class AbstractRTError(Exception):
@@ -130,6 +131,19 @@ class RunNotWaitingError(AbstractRTError, ValueError):
         self.status = status
 
 
+class NoPromptError(RunNotWaitingError):
+    """``answer RUN``: neither the run nor any of its children waits for a person."""
+
+    code = "no_prompt"
+
+    def __init__(self, run_id: str, status: str, why: str) -> None:
+        AbstractRTError.__init__(
+            self, f"run {run_id} is not waiting for a person's answer, nor are its "
+                  f"children ({why})")
+        self.run_id = run_id
+        self.status = status
+
+
 class PromptMovedOnError(AbstractRTError):
     """The wait someone answered was answered elsewhere; the run has moved on."""
 
@@ -163,6 +177,20 @@ class InvalidChoiceError(AbstractRTError, ValueError):
         self.run_id = run_id
         self.answer = answer
         self.choices = choices
+
+
+class MenuNumberError(InvalidChoiceError):
+    """A menu number that is not on the menu."""
+
+    code = "menu_number"
+
+    def __init__(self, run_id: str, answer: str, choices: Iterable[str]) -> None:
+        choices = list(choices)
+        InvalidChoiceError.__init__(self, run_id, answer, choices)
+        n = len(choices)
+        self.message = (f"there is no choice {answer} for run {run_id}: pick "
+                        f"{'1' if n == 1 else f'1–{n}'}, or type the choice")
+        self.args = (self.message,)
 
 
 class PayloadError(AbstractRTError, ValueError):
@@ -227,6 +255,26 @@ class AnswerScriptError(AbstractRTError):
     """A scripted answers file is malformed."""
 
     code = "invalid_answer_script"
+
+
+class InternalError(AbstractRTError):
+    """A bug: an exception that is not an AbstractRTError reached the command line."""
+
+    code = "internal"
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"internal error: {type(exc).__name__}: {exc}",
+                         hint="set ABSTRACTRT_DEBUG=1 for a traceback")
+
+
+class InterruptedByUser(AbstractRTError):
+    """Ctrl-C."""
+
+    code = "interrupted"
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
 
 
 class ConfigError(AbstractRTError):

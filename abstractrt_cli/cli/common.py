@@ -17,31 +17,13 @@ from typing import Annotated, Any, Callable, Iterable, List, NoReturn, Optional,
 
 import typer
 
-from ..errors import EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED, AbstractRTError
+from ..errors import (
+    EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED, AbstractRTError, InternalError,
+    InterruptedByUser,
+)
 from . import render
 
-EXIT_INTERRUPTED = 130
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what any Unix tool whose reader went away exits with
-
-
-class InternalError(AbstractRTError):
-    """A bug: an exception that is not an AbstractRTError reached the command line."""
-
-    code = "internal"
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(f"internal error: {type(exc).__name__}: {exc}",
-                         hint="set ABSTRACTRT_DEBUG=1 for a traceback")
-
-
-class InterruptedByUser(AbstractRTError):
-    """Ctrl-C."""
-
-    code = "interrupted"
-    exit_code = EXIT_INTERRUPTED
-
-    def __init__(self) -> None:
-        super().__init__("interrupted")
 
 
 class Globals:

@@ -19,6 +19,8 @@ from ..errors import (
     AbstractRTError,
     AnswerScriptError,
     InvalidChoiceError,
+    MenuNumberError,
+    NoPromptError,
     PromptMovedOnError,
     RunNotWaitingError,
     WaitKeyMismatchError,
@@ -27,37 +29,15 @@ from ..settings import current_actor
 from .session import Outcome, Session, hinted, waiting_since
 
 
-class NoPromptError(RunNotWaitingError):
-    """``answer RUN``: neither the run nor any of its children waits for a person."""
-
-    code = "no_prompt"
-
-    def __init__(self, run: RunState) -> None:
-        w = run.waiting
-        if run.status == RunStatus.WAITING and w is not None:
-            what = {"event": "an event", "until": "a time", "job": "a job done elsewhere",
-                    "subworkflow": "a child run"}.get(w.reason.value, w.reason.value)
-            why = f"it waits for {what}" + (f" (wait key {w.wait_key})" if w.wait_key else "")
-        else:
-            why = f"status: {run.status.value}"
-        AbstractRTError.__init__(
-            self, f"run {run.run_id} is not waiting for a person's answer, nor are its "
-                  f"children ({why})")
-        self.run_id = run.run_id
-        self.status = run.status.value
-
-
-class MenuNumberError(InvalidChoiceError):
-    """A menu number that is not on the menu."""
-
-    code = "menu_number"
-
-    def __init__(self, run_id: str, answer: str, choices: List[str]) -> None:
-        InvalidChoiceError.__init__(self, run_id, answer, choices)
-        n = len(choices)
-        self.message = (f"there is no choice {answer} for run {run_id}: pick "
-                        f"{'1' if n == 1 else f'1–{n}'}, or type the choice")
-        self.args = (self.message,)
+def no_prompt(run: RunState) -> NoPromptError:
+    w = run.waiting
+    if run.status == RunStatus.WAITING and w is not None:
+        what = {"event": "an event", "until": "a time", "job": "a job done elsewhere",
+                "subworkflow": "a child run"}.get(w.reason.value, w.reason.value)
+        why = f"it waits for {what}" + (f" (wait key {w.wait_key})" if w.wait_key else "")
+    else:
+        why = f"status: {run.status.value}"
+    return NoPromptError(run.run_id, run.status.value, why)
 
 
 # ---------------------------------------------------------------------------- rules files
@@ -226,7 +206,7 @@ def _prompts_of(s: Session, ref: Optional[str]) -> Optional[str]:
         return None
     run = s.load_run(ref)
     if not pending_prompts(s, scope_run_id=run.run_id):
-        raise NoPromptError(run)
+        raise no_prompt(run)
     return run.run_id
 
 
