@@ -125,8 +125,12 @@ class Session:
         if lock_timeout is not None:
             options["lock_timeout"] = lock_timeout
         config = RuntimeConfig(**options)
+        st = self.stores
+        # Node code reaches the store's artifacts (ctx.artifacts), what it prints is kept
+        # in the run's log, and a wait_event finds a kept event (PRODUCT §8, §9).
         return Runtime(run_store=self.run_store, ledger_store=self.ledger_store,
-                       workflow_registry=self.workflows.registry, config=config)
+                       workflow_registry=self.workflows.registry, config=config,
+                       artifact_store=st.artifacts, log_store=st.logs, event_store=st.events)
 
     def store_missing(self) -> bool:
         """A file store whose directory does not exist yet (it reads as empty)."""
