@@ -50,8 +50,13 @@ def start(s: Session, workflow_id: str, *, vars: Dict[str, Any], tick: bool = Tr
         raise did_you_mean(exc, workflow_id, list(s.workflows.registry)) from None
     s.creates_runs = True
     rt = s.runtime()
-    run_id = rt.start(workflow=entry.spec, vars=vars, actor_id=current_actor())
-    run = rt.tick(run_id=run_id, max_steps=max_steps) if tick else rt.get_state(run_id)
+    if tick:  # one checkpoint for the start and its first wait (Runtime.start_and_tick)
+        run = rt.start_and_tick(workflow=entry.spec, vars=vars, actor_id=current_actor(),
+                                max_steps=max_steps)
+        run_id = run.run_id
+    else:
+        run_id = rt.start(workflow=entry.spec, vars=vars, actor_id=current_actor())
+        run = rt.get_state(run_id)
     report = None
     if answers is not None and tick:
         from .answers import answer_with_rules
