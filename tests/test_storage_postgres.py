@@ -6,6 +6,7 @@ Skipped (with the reason) when ABSTRACTRT_TEST_PG_URL is unset; CI always sets i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -31,13 +32,14 @@ from store_contract import (
     StoreContract,
     StoreKit,
     ThreadSafetyContract,
+    deadline_wait,
     make_run,
     record,
     until_wait,
     user_wait,
 )
 
-from abstractrt_cli.core.models import RunState, RunStatus, StepRecord, StepStatus
+from abstractrt_cli.core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from abstractrt_cli.errors import (
     DataDirVersionError,
     RunBusyError,
@@ -414,33 +416,65 @@ def test_threads_hold_locks_through_their_own_connections(pg_stores: Any) -> Non
 
 
 def _fill(schema: str, n: int) -> None:
-    """``n`` completed runs straight into the table (fast), then statistics."""
+    """``n`` completed runs straight into the tables (fast), each with a snapshot, an
+    artifact (linked to it, tagged) and log entries; then statistics."""
     sql(f"""INSERT INTO {schema}.runs (run_id, status, workflow_id, created_at, updated_at, state)
             SELECT 'bulk-' || g, 'completed', 'wf', now() - g * interval '1 second', now(),
                    json_build_object('run_id', 'bulk-' || g, 'workflow_id', 'wf',
                                      'status', 'completed', 'current_node', 'n1')
             FROM generate_series(1, {n}) g""")
-    sql(f"ANALYZE {schema}.runs")
+    sql(f"""INSERT INTO {schema}.snapshots (run_id, name, tags, state, created_at, doc)
+            SELECT 'bulk-' || g, 'snap', ARRAY['bulk'], '{{}}'::json, now(),
+                   json_build_object('run_id', 'bulk-' || g, 'name', 'snap',
+                                     'tags', json_build_array('bulk'))
+            FROM generate_series(1, {n}) g""")
+    ref = "'sha256:' || encode(sha256(('blob ' || g)::bytea), 'hex')"
+    sql(f"""INSERT INTO {schema}.artifacts (ref, data, size, content_type, created_at, created)
+            SELECT {ref}, ('blob ' || g)::bytea, length('blob ' || g), 'text/plain',
+                   now()::text, now() FROM generate_series(1, {n}) g""")
+    sql(f"INSERT INTO {schema}.artifact_runs (ref, run_id) "
+        f"SELECT {ref}, 'bulk-' || g FROM generate_series(1, {n}) g")
+    sql(f"INSERT INTO {schema}.artifact_tags (ref, tag) "
+        f"SELECT {ref}, 'bulk' FROM generate_series(1, {n}) g")
+    sql(f"""INSERT INTO {schema}.logs (run_id, n, bytes, entry)
+            SELECT 'bulk-' || (g % 1000), g, 4, json_build_object('text', 'line')
+            FROM generate_series(1, {n}) g""")
+    sql(f"""INSERT INTO {schema}.log_heads (run_id, kept, dropped, next_n)
+            SELECT 'bulk-' || g, 4 * {n} / 1000, 0, {n} + 1 FROM generate_series(0, 999) g""")
+    for table in ("runs", "snapshots", "artifacts", "artifact_runs", "artifact_tags", "logs",
+                  "log_heads"):
+        sql(f"ANALYZE {schema}.{table}")
 
 
+RARE_BLOB = b"a blob of wait-1"
 QUERY_SHAPES = [
-    ("list_runs", {"status": RunStatus.WAITING, "limit": 50}),
-    ("list_runs", {"status": RunStatus.RUNNING}),
-    ("list_runs", {"wait_key": "key-1"}),
-    ("list_runs", {"wait_reason": "user"}),
-    ("list_runs", {"workflow_id": "rare"}),
-    ("list_runs", {"parent_run_id": "p1"}),
-    ("list_runs", {"limit": 20}),
-    ("list_due_wait_until", {"now": datetime(2031, 1, 1, tzinfo=timezone.utc)}),
-    ("earliest_due", {}),
-    ("match_prefix", {"prefix": "wait-1"}),
-    ("list_children", {"parent_run_id": "p1"}),
+    ("runs", "list_runs", {"status": RunStatus.WAITING, "limit": 50}),
+    ("runs", "list_runs", {"status": RunStatus.RUNNING}),
+    ("runs", "list_runs", {"wait_key": "key-1"}),
+    ("runs", "list_runs", {"wait_reason": "user"}),
+    ("runs", "list_runs", {"workflow_id": "rare"}),
+    ("runs", "list_runs", {"parent_run_id": "p1"}),
+    ("runs", "list_runs", {"limit": 20}),
+    ("runs", "list_due_wait_until", {"now": datetime(2031, 1, 1, tzinfo=timezone.utc)}),
+    ("runs", "earliest_due", {}),
+    ("runs", "match_prefix", {"prefix": "wait-1"}),
+    ("runs", "list_children", {"parent_run_id": "p1"}),
+    ("snapshots", "list_snapshots", {"run_id": "wait-1"}),
+    ("snapshots", "list_snapshots", {"tag": "rare"}),
+    ("snapshots", "list_snapshots", {"run_id": "wait-1", "tag": "rare"}),
+    ("snapshots", "get_snapshot", {"run_id": "wait-1", "name": "before"}),
+    ("artifacts", "list_artifacts", {"run_id": "wait-1"}),
+    ("artifacts", "list_artifacts", {"tag": "rare"}),
+    ("artifacts", "artifact_meta", {"ref": "sha256:" + hashlib.sha256(RARE_BLOB).hexdigest()}),
+    ("artifacts", "get_artifact", {"ref": "sha256:" + hashlib.sha256(RARE_BLOB).hexdigest()}),
+    ("logs", "read_log", {"run_id": "wait-1"}),
 ]
 
 
 @pytest.fixture(scope="module")
 def big_store() -> Iterator[Any]:
-    """20,000 completed runs and a few that queries look for (one schema for the module)."""
+    """20,000 completed runs (with their snapshots, artifacts and logs) and a few that
+    queries look for (one schema for the module)."""
     schema = new_schema_name()
     stores = open_stores(schema)
     try:
@@ -450,21 +484,28 @@ def big_store() -> Iterator[Any]:
             rs.save(make_run(f"wait-{i}", status=RunStatus.WAITING, waiting=user_wait(f"key-{i}")))
             rs.save(make_run(f"due-{i}", status=RunStatus.WAITING,
                              waiting=until_wait(f"2030-01-0{i + 1}T00:00:00Z")))
+            rs.save(make_run(f"deadline-{i}", status=RunStatus.WAITING,
+                             waiting=deadline_wait(WaitReason.EVENT if i % 2 else WaitReason.USER,
+                                                   f"2030-02-0{i + 1}T00:00:00Z")))
+            rs.save(make_run(f"later-{i}", status=RunStatus.WAITING,
+                             waiting=deadline_wait(WaitReason.USER, "2040-01-01T00:00:00Z")))
             rs.save(make_run(f"kid-{i}", workflow_id="rare", parent_run_id="p1"))
-        sql(f"ANALYZE {schema}.runs")
+        stores.snapshots.put_snapshot({"run_id": "wait-1", "name": "before", "tags": ["rare"],
+                                       "state": rs.load("wait-1").to_jsonable()})
+        stores.artifacts.put_artifact(RARE_BLOB, run_id="wait-1", tags=["rare"])
+        stores.logs.append_log("wait-1", [{"text": "hello\n"}])
+        for table in ("runs", "snapshots", "artifacts", "artifact_runs", "artifact_tags"):
+            sql(f"ANALYZE {schema}.{table}")
         yield stores
     finally:
         stores.close()
         drop_schema(schema)
 
 
-@pytest.mark.parametrize("method, kwargs", QUERY_SHAPES)
-def test_queries_use_indexes(big_store: Any, method: str, kwargs: dict) -> None:
-    """Every query shape is answered from an index: its cost grows with the matching runs,
-    not with the 20,000 others (PRODUCT §3)."""
-    pg_stores, rs = big_store, big_store.runs
+def _count_rows_touched(stores: Any, call: Any) -> List[int]:
+    """Run ``call()`` and return, for each query it made, the rows its plan's scans touched."""
     touched: List[int] = []
-    connector = pg_stores.runs.db.connector
+    connector = stores.runs.db.connector
     original = connector.fetchall
 
     def explain(query: str, params: Any = None) -> Any:
@@ -475,12 +516,38 @@ def test_queries_use_indexes(big_store: Any, method: str, kwargs: dict) -> None:
     connector.fetchall = explain  # type: ignore[method-assign]
     connector.fetchone = lambda q, p=None: (explain(q, p) or [None])[0]  # type: ignore[method-assign]
     try:
-        assert getattr(rs, method)(**kwargs) is not None
+        assert call() is not None
     finally:
         del connector.fetchall
         del connector.fetchone
+    return touched
+
+
+@pytest.mark.parametrize("part, method, kwargs", QUERY_SHAPES)
+def test_queries_use_indexes(big_store: Any, part: str, method: str, kwargs: dict) -> None:
+    """Every query shape is answered from an index: its cost grows with the matching runs,
+    not with the 20,000 others (PRODUCT §3)."""
+    touched = _count_rows_touched(big_store, lambda: getattr(getattr(big_store, part), method)(**kwargs))
     # The matches are at most a handful: a plan that reads the 20,000 others is a scan.
     assert touched and max(touched) <= 50, touched
+
+
+def test_deadlines_are_due_through_the_index(big_store: Any) -> None:
+    """Timers and deadlines come due together, earliest first, from the one index."""
+    rs = big_store.runs
+    now = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    got: List[Any] = []
+    touched = _count_rows_touched(big_store, lambda: got.extend(rs.list_due_wait_until(now=now)) or got)
+    assert [r.run_id for r in got] == [f"due-{i}" for i in range(5)] + [
+        f"deadline-{i}" for i in range(5)]
+    assert touched == [10]  # exactly the due runs: nothing else read, nothing filtered away
+    assert [r.run_id for r in rs.list_due_wait_until(now=datetime(2030, 2, 2, 12, tzinfo=timezone.utc),
+                                                     limit=7)] == [
+        f"due-{i}" for i in range(5)] + ["deadline-0", "deadline-1"]
+    assert rs.earliest_due() == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    plan = rs.db.connector.fetchall("EXPLAIN " + rs.db.sql.due,
+                                    (now, None))
+    assert "runs_due" in "\n".join(r[0] for r in plan)
 
 
 def _rows_touched(node: Dict[str, Any]) -> int:

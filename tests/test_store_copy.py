@@ -16,7 +16,7 @@ from pg_helpers import requires_pg, sql
 from abstractrt_cli import Runtime
 from abstractrt_cli.core.models import RunStatus
 from abstractrt_cli.storage import InMemoryLedgerStore, InMemoryRunStore, open_stores
-from abstractrt_cli.storage.base import Stores
+from abstractrt_cli.storage.base import LOG_CAP, Stores
 from abstractrt_cli.storage.chain import verify_ledger_chain
 from abstractrt_cli.storage.copy import copy_stores
 
@@ -262,3 +262,144 @@ def test_a_corrupt_source_run_is_reported_and_the_rest_copied(source: Stores) ->
     assert "done-2" in report["errors"][0]["why"]
     assert mem.runs.load("done-2") is None
     assert report["copied"] == len(snapshot(mem)) >= 6
+
+
+# ---------------------------------------------------------------------------- the other parts
+
+
+def add_parts(stores: Stores) -> None:
+    """Snapshots, artifacts, prune records and logs beside the source's runs."""
+    for rid, name, tags in (("asking", "before answer", ["review"]), ("done-0", "v1", [])):
+        run = stores.runs.load(rid)
+        stores.snapshots.put_snapshot({
+            "run_id": rid, "name": name, "tags": tags, "state": run.to_jsonable(),
+            "ledger_count": run.ledger_count, "ledger_head": run.ledger_head,
+            "created_at": "2030-01-01T00:00:00+00:00", "actor_id": "alice"})
+    stores.artifacts.put_artifact(b"report \xe2\x9c\x93", content_type="text/plain",
+                                  run_id="asking", tags=["in"], name="r.txt")
+    stores.artifacts.put_artifact(b"report \xe2\x9c\x93", run_id="done-0", tags=["out"])
+    stores.artifacts.put_artifact(bytes(range(256)) * 64, run_id="done-1")
+    for rid in ("gone-1", "gone-2"):
+        stores.audit.put_prune_record({"run_id": rid, "workflow_id": "counter",
+                                       "status": "completed", "ledger_count": 4,
+                                       "ledger_head": "ab" * 32,
+                                       "pruned_at": "2030-01-02T00:00:00+00:00",
+                                       "actor_id": "alice"})
+    stores.logs.append_log("asking", [{"at": "2030-01-01T00:00:00+00:00", "node_id": "ask",
+                                       "effect_seq": 1, "stream": "stdout", "text": "héllo\n"}])
+    chunk = "x" * (LOG_CAP // 3)
+    for i in range(4):  # past the cap: the oldest is dropped, and counted
+        stores.logs.append_log("done-0", [{"at": None, "node_id": "n", "effect_seq": i,
+                                           "stream": "stderr", "text": chunk}])
+
+
+def parts(stores: Stores, *, with_times: bool = True) -> Dict[str, Any]:
+    """Everything but the runs, for comparing two stores."""
+    arts = []
+    for meta in stores.artifacts.list_artifacts():
+        meta = dict(meta, data=stores.artifacts.get_artifact(meta["ref"]))
+        if not with_times:
+            meta.pop("created_at")
+        arts.append(meta)
+    return {"snapshots": stores.snapshots.list_snapshots(),
+            "artifacts": sorted(arts, key=lambda m: m["ref"]),
+            "pruned": stores.audit.list_prune_records(),
+            "logs": {rid: stores.logs.read_log(rid) for rid in snapshot(stores)}}
+
+
+def counts(report: Dict[str, Any], outcome: str) -> Dict[str, int]:
+    return {p: report[f"{p}_{outcome}"] for p in ("snapshots", "artifacts", "prune_records", "logs")}
+
+
+@requires_pg
+def test_every_part_travels_files_to_postgres_and_back(source: Stores, pg_schema: str,
+                                                       tmp_path: Path) -> None:
+    add_parts(source)
+    want = parts(source)
+    assert want["logs"]["done-0"][1] > 0  # something was dropped: the count travels too
+    before = tree_digest(Path(source.location))
+    pg = open_pg(pg_schema)
+    try:
+        report = copy_stores(source, pg)
+        assert report["ok"], report
+        assert counts(report, "copied") == {"snapshots": 2, "artifacts": 2,
+                                            "prune_records": 2, "logs": 2}
+        assert parts(pg) == want  # times included: PostgreSQL takes them as they are
+        again = copy_stores(source, pg)
+        assert again["ok"] and counts(again, "copied") == dict.fromkeys(counts(again, "copied"), 0)
+        assert counts(again, "unchanged") == {"snapshots": 2, "artifacts": 2,
+                                              "prune_records": 2, "logs": 2}
+        assert parts(pg) == want
+        assert tree_digest(Path(source.location)) == before
+
+        back = file_stores(tmp_path / "back")
+        try:
+            report = copy_stores(pg, back)
+            assert report["ok"], report
+            got, expected = parts(back, with_times=False), parts(pg, with_times=False)
+            if not hasattr(back.logs, "import_log"):
+                # The entries arrive; the count of bytes dropped before them cannot.
+                expected["logs"]["done-0"] = (expected["logs"]["done-0"][0], 0)
+                assert any("done-0" in n and "dropped" in n for n in report["notes"])
+            assert got == expected
+            again = copy_stores(pg, back)
+            assert again["ok"] and counts(again, "copied") == dict.fromkeys(
+                counts(again, "copied"), 0), again
+        finally:
+            back.close()
+    finally:
+        pg.close()
+
+
+@requires_pg
+def test_parts_that_differ_at_the_destination_are_conflicts(source: Stores, pg_schema: str) -> None:
+    add_parts(source)
+    pg = open_pg(pg_schema)
+    try:
+        pg.snapshots.put_snapshot({"run_id": "asking", "name": "before answer", "state": {},
+                                   "tags": ["theirs"]})
+        pg.logs.append_log("asking", [{"text": "another log\n"}])
+        # The same bytes with other metadata: the same artifact, its runs and tags merged.
+        pg.artifacts.put_artifact(b"report \xe2\x9c\x93", content_type="text/markdown",
+                                  run_id="elsewhere")
+        report = copy_stores(source, pg)
+        assert not report["ok"]
+        conflicts = [(c["run_id"], c.get("snapshot"), c.get("log")) for c in report["conflicts"]]
+        assert sorted(conflicts, key=str) == sorted(
+            [("asking", "before answer", None), ("asking", None, True)], key=str)
+        assert pg.snapshots.get_snapshot("asking", "before answer")["tags"] == ["theirs"]
+        assert pg.logs.read_log("asking") == ([{"text": "another log\n"}], 0)
+        ref = "sha256:" + hashlib.sha256(b"report \xe2\x9c\x93").hexdigest()
+        meta = pg.artifacts.artifact_meta(ref)
+        assert meta["run_ids"] == ["elsewhere", "asking", "done-0"]
+        assert meta["tags"] == ["in", "out"] and meta["content_type"] == "text/markdown"
+        assert report["artifacts_copied"] == 2 and not report["errors"]
+    finally:
+        pg.close()
+
+
+def test_a_side_that_lacks_a_part_is_said(source: Stores) -> None:
+    add_parts(source)
+    bare = memory_stores()  # runs and ledgers only
+    report = copy_stores(source, bare)
+    assert not report["ok"] and report["copied"] == report["runs"]
+    whys = sorted(e["why"] for e in report["errors"])
+    assert whys == sorted([
+        "the destination keeps no artifacts: 2 not copied",
+        "the destination keeps no prune records: 2 not copied",
+        "the destination keeps no run logs: 2 not copied",
+        "the destination keeps no snapshots: 2 not copied"])
+    assert "the destination keeps no events (the source has none)" in report["notes"]
+    # The other way round nothing is lost: a note for each part the source does not keep.
+    full = full_memory_stores()
+    report = copy_stores(bare, full)
+    assert report["ok"] and report["unchanged"] == 0 and report["copied"] == report["runs"]
+    assert sorted(report["notes"]) == sorted(
+        f"the source keeps no {p}: none copied"
+        for p in ("events", "snapshots", "artifacts", "prune records", "run logs"))
+
+
+def full_memory_stores() -> Stores:
+    from abstractrt_cli.storage.memory import memory_stores as every_part
+
+    return every_part()

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import ArtifactNotFoundError, PayloadError, StoreIOError
 from .. import rules
+from ..files.ids import validate_run_id
 
 __all__ = ["PostgresArtifactStore", "CORRUPT_ARTIFACT"]
 
@@ -70,6 +71,8 @@ class PostgresArtifactStore:
             raise TypeError("an artifact is bytes")
         data = bytes(data)
         rules.check_artifact_args(content_type, run_id, tags, name)
+        if run_id is not None:
+            validate_run_id(run_id)  # the run store's rule, before anything is written
         first = rules.new_artifact_meta(data, content_type=content_type, run_id=run_id,
                                         tags=list(tags), name=name,
                                         created_at=datetime.now(timezone.utc).isoformat())
@@ -88,8 +91,10 @@ class PostgresArtifactStore:
         tags = list(meta.get("tags") or [])
         name = meta.get("name")
         rules.check_artifact_args(content_type, None, tags, name)
-        if not all(isinstance(r, str) and r for r in run_ids):
-            raise PayloadError(f"artifact {ref}: its run ids are non-empty strings")
+        if not all(isinstance(r, str) for r in run_ids):
+            raise PayloadError(f"artifact {ref}: its run ids are strings")
+        for rid in run_ids:
+            validate_run_id(rid)
         created_at = meta.get("created_at")
         if not isinstance(created_at, str):
             created_at = datetime.now(timezone.utc).isoformat()

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from ...errors import PayloadError, StoreIOError
 from .. import rules
+from ..files.ids import validate_run_id
 from ..base import LOG_CAP
 from .store import _dumps
 
@@ -90,6 +91,7 @@ class PostgresLogStore:
 
     def append_log(self, run_id: str, entries: Sequence[Dict[str, Any]]) -> None:
         """``[{at, node_id, effect_seq, stream, text}]``, appended in order."""
+        validate_run_id(run_id)
         ents = [_valid_text(e) for e in rules.check_log_entries(entries)]
         if not ents:
             return
@@ -101,6 +103,7 @@ class PostgresLogStore:
         dropped-bytes count. StoreIOError ``log_exists`` if this run has a log here."""
         if not isinstance(dropped, int) or isinstance(dropped, bool) or dropped < 0:
             raise PayloadError("a log's dropped count is a number of bytes")
+        validate_run_id(run_id)
         ents = [_valid_text(e) for e in rules.check_log_entries(entries)]
         batch, cut = rules.cap_log(ents, dropped, self.cap)
         self._write(run_id, batch, cut, dropped_before=0)

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import PayloadError, SnapshotExistsError
 from .. import rules
+from ..files.ids import validate_run_id
 from .store import _dumps
 
 __all__ = ["PostgresSnapshotStore"]
@@ -45,7 +46,13 @@ class PostgresSnapshotStore:
 
     def put_snapshot(self, snapshot: Dict[str, Any]) -> None:
         """Keep it; SnapshotExistsError if the run has a snapshot of that name."""
-        snap = rules.check_snapshot(snapshot)
+        try:
+            snap = rules.check_snapshot(snapshot)
+        except PayloadError:
+            raise
+        except (TypeError, ValueError) as exc:  # what JSON cannot hold (NaN...)
+            raise PayloadError(f"a snapshot must be JSON: {exc}") from None
+        validate_run_id(snap["run_id"])  # the run store's rule: every snapshot can be copied
         doc = {k: v for k, v in snap.items() if k != "state"}
         head = snap.get("ledger_head")
         actor = snap.get("actor_id")
