@@ -17,12 +17,16 @@ class InMemoryEventStore:
 
     def __init__(self) -> None:
         self._by_key: Dict[str, List[KeptEvent]] = {}
+        self._by_id: Dict[str, KeptEvent] = {}
         self._guard = threading.Lock()
 
     def put(self, event: KeptEvent) -> None:
         with self._guard:
-            self._by_key.setdefault(event.key, []).append(copy.deepcopy(event))
+            kept = copy.deepcopy(event)
+            kept.received_by = list(dict.fromkeys(kept.received_by))
+            self._by_key.setdefault(event.key, []).append(kept)
             self._by_key[event.key].sort(key=lambda e: (parse_timestamp(e.emitted_at), e.event_id))
+            self._by_id[event.event_id] = kept
 
     def oldest_unreceived(self, key: str, *, run_id: str, emitted_after: datetime,
                           now: datetime, exclude: Sequence[str] = ()) -> Optional[KeptEvent]:
@@ -34,11 +38,11 @@ class InMemoryEventStore:
         return None
 
     def mark_received(self, event_id: str, run_id: str) -> None:
+        """Idempotent; an event no longer kept: nothing."""
         with self._guard:
-            for events in self._by_key.values():
-                for ev in events:
-                    if ev.event_id == event_id and run_id not in ev.received_by:
-                        ev.received_by.append(run_id)
+            ev = self._by_id.get(event_id)
+            if ev is not None and run_id not in ev.received_by:
+                ev.received_by.append(run_id)
 
     def list_events(self, *, key_pattern: Optional[str] = None) -> List[KeptEvent]:
         with self._guard:
@@ -52,6 +56,9 @@ class InMemoryEventStore:
             for key in list(self._by_key):
                 keep = [e for e in self._by_key[key] if parse_timestamp(e.expires_at) > now]
                 dropped += len(self._by_key[key]) - len(keep)
+                for e in self._by_key[key]:
+                    if parse_timestamp(e.expires_at) <= now:
+                        self._by_id.pop(e.event_id, None)
                 if keep:
                     self._by_key[key] = keep
                 else:

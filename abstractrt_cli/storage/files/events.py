@@ -39,6 +39,7 @@ import fnmatch
 import json
 import os
 import re
+import time
 from datetime import datetime
 from functools import partial
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
@@ -264,8 +265,9 @@ def _exists(path: str) -> StoreIOError:
 def scan_event_files(layout: Layout, *, writable: bool
                      ) -> Iterator[Tuple[str, Optional[KeptEvent], Optional[str]]]:
     """(event id, the event or None, why not) of every event file: for an index rebuild.
-    Temp files and receipts files without an event are not events (an old leftover of
-    either is removed where we may write)."""
+    Temp files and receipts files without an event are not events; a receipts file
+    without its event that is an hour old (a leftover, not a ``put`` under way, which
+    writes the receipts first) is removed where we may write."""
     base = layout.dir_fd("events", create=False)
     if base is None:
         return
@@ -284,7 +286,9 @@ def scan_event_files(layout: Layout, *, writable: bool
                 continue
             if name.endswith(".recv"):
                 if writable and name[:-5] + ".json" not in present:
-                    unlink_at(shard, name)
+                    st = lstat_at(shard, name)
+                    if st is not None and time.time() - st.st_mtime > 3600:
+                        unlink_at(shard, name)
                 continue
             if not name.endswith(".json"):
                 continue
