@@ -204,8 +204,9 @@ class FileArtifactStore:
         with mapped(os.path.join(self._layout.root, BY_RUN, rid[0], rid + ".jsonl")):
             got = self._layout.in_dir(f"{BY_RUN}/{rid[0]}",
                                       lambda fd: read_lines(fd, rid + ".jsonl"), create=False)
-        refs = dict.fromkeys(r.get("ref") for r in (got[0] if got else []))
-        metas = (self.artifact_meta(ref) for ref in refs if rules.is_artifact_ref(ref))
+        refs = dict.fromkeys(r["ref"] for r in (got[0] if got else [])
+                             if rules.is_artifact_ref(r.get("ref")))
+        metas = (self.artifact_meta(ref) for ref in refs)
         return [m for m in metas if m is not None]
 
     def _all_meta(self) -> List[Dict[str, Any]]:
