@@ -2,9 +2,10 @@
 
 The config file is ``config.yaml`` in ``platformdirs.user_config_dir("abstractrt")``
 (``ABSTRACTRT_CONFIG`` names another file, which must then exist); its keys are
-``data_dir``, ``workflows_dir`` and ``store``. Every setting remembers where it came
-from, for ``abstractrt config`` and for messages. Paths are made absolute here, once, so
-every message names the directory that was really used.
+``data_dir``, ``workflows_dir``, ``store`` and ``hooks`` (notification hooks, PRODUCT
+§7: config file only, read by the commands that move runs). Every setting remembers
+where it came from, for ``abstractrt config`` and for messages. Paths are made absolute
+here, once, so every message names the directory that was really used.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ ENV_WORKFLOWS = "ABSTRACTRT_WORKFLOWS"
 ENV_STORE = "ABSTRACTRT_STORE"
 ENV_CONFIG = "ABSTRACTRT_CONFIG"
 ENV_ACTOR = "ABSTRACTRT_ACTOR"
-CONFIG_KEYS = ("data_dir", "workflows_dir", "store")
+CONFIG_KEYS = ("data_dir", "workflows_dir", "store", "hooks")
+PATH_KEYS = ("data_dir", "workflows_dir", "store")  # the keys with a string value
 
 # (setting, option, environment variable): the order `abstractrt config` prints them in.
 SETTINGS: Tuple[Tuple[str, str, str], ...] = (
@@ -54,6 +56,9 @@ class Settings:
             {"setting": "store", "value": safe_store_name(self.store, self.data_dir),
              "from": self.store_from},
         ]
+        hooks, hooks_from = load_hooks(self)
+        rows.append({"setting": "hooks", "from": hooks_from, "hooks": hooks,
+                     "value": "; ".join(f"{k}: {v}" for k, v in hooks.items()) or None})
         conf = self.config_file
         rows.append({"setting": "config_file", "value": str(conf) if conf else None,
                      "from": self.config_file_from,
@@ -128,11 +133,37 @@ def read_config_file(path: Path, *, must_exist: bool = False) -> Dict[str, Any]:
     if unknown:
         raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)} "
                           f"(known: {', '.join(CONFIG_KEYS)})")
-    for key in CONFIG_KEYS:
+    for key in PATH_KEYS:
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"config file {path}: {key} must be a "
                               f"{'string' if key == 'store' else 'path string'}")
+    if "hooks" in data:
+        from .hooks import parse_hooks
+
+        data["hooks"] = parse_hooks(data["hooks"], source=f"config file {path}")
     return data
+
+
+def load_hooks(settings: "Settings") -> Tuple[Dict[str, Any], str]:
+    """The ``hooks`` setting (config file only) and where it came from.
+
+    Read when asked (by a command that may move a run, and ``abstractrt config``), not by
+    ``resolve``: the other settings may all come from options and the environment. A
+    config file that never says "hooks" is not parsed for it (YAML costs ~30 ms).
+    """
+    path = settings.config_file
+    if path is None:
+        return {}, "default"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        text = ""  # a missing file was refused by resolve if it was named; else no hooks
+    except (OSError, UnicodeDecodeError):
+        text = "hooks"  # let read_config_file name the problem
+    if "hooks" not in text:
+        return {}, "default"
+    hooks = read_config_file(path).get("hooks") or {}
+    return hooks, "config" if hooks else "default"
 
 
 def _missing_config(path: Path) -> ConfigError:
@@ -167,7 +198,7 @@ def resolve(data_dir: Optional[Path] = None, workflows_dir: Optional[Path] = Non
             found[key], sources[key] = options[key], "option"
         elif os.environ.get(env):
             found[key], sources[key] = os.environ[env], "env"
-    missing = [k for k in CONFIG_KEYS if k not in found]
+    missing = [k for k in PATH_KEYS if k not in found]
     if missing:
         conf = read_config_file(conf_file, must_exist=named)
         for key in missing:
