@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TypeVar
@@ -82,6 +83,21 @@ def waiting_since(run: RunState) -> str:
     return (w.since if w is not None and w.since else None) or run.updated_at
 
 
+def url_without_password(store: str) -> str:
+    """A store URL (or directory) with no password in it, neither ``user:pw@`` nor
+    ``?password=``."""
+    if "://" not in store:
+        return store
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(store)
+    creds, at, hosts = parts.netloc.rpartition("@")
+    netloc = (creds.split(":", 1)[0] + at + hosts) if at else hosts
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                       if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 class Session:
     """One command's view of the world: settings, stores, and (lazily) the workflows."""
 
@@ -130,7 +146,45 @@ class Session:
         # in the run's log, and a wait_event finds a kept event (PRODUCT §8, §9).
         return Runtime(run_store=self.run_store, ledger_store=self.ledger_store,
                        workflow_registry=self.workflows.registry, config=config,
-                       artifact_store=st.artifacts, log_store=st.logs, event_store=st.events)
+                       artifact_store=st.artifacts, log_store=st.logs, event_store=st.events,
+                       on_transition=self.hook_runner)
+
+    @cached_property
+    def hook_runner(self) -> Any:
+        """The notification hooks (config key ``hooks``) every runtime of this session
+        runs after each wait, completion or failure it makes durable; None without hooks."""
+        from ..settings import load_hooks
+
+        hooks, _source = load_hooks(self.settings)
+        if not hooks:
+            return None
+        from ..hooks import make_runner
+
+        return make_runner(hooks, self.answer_command)
+
+    def answer_command(self, run: RunState) -> str:
+        """The shell-quoted command that answers ``run`` interactively, reaching this
+        store and these workflows. A store URL goes without its password: the command is
+        shown to people (a notification, a mail); libpq finds it in PGPASSWORD or ~/.pgpass."""
+        import shlex
+
+        st = self.settings
+        args = ["abstractrt"]
+        if st.store is not None:
+            args += ["--store", url_without_password(st.store)]
+        else:
+            args += ["--data-dir", str(st.data_dir)]
+        args += ["--workflows", str(st.workflows_dir), "answer", run.run_id]
+        return shlex.join(args)
+
+    def take_hook_warnings(self) -> List[str]:
+        """The warnings of the hooks run so far (a hook failed or timed out), once each."""
+        runner = self.__dict__.get("hook_runner")
+        if runner is None:
+            return []
+        warnings, runner.warnings = runner.warnings, []
+        runner.ran.clear()  # a worker runs for days: keep nothing per hook run
+        return warnings
 
     def store_missing(self) -> bool:
         """A file store whose directory does not exist yet (it reads as empty)."""
@@ -143,6 +197,10 @@ class Session:
         return f"{location} (no data dir there yet)" if self.store_missing() else location
 
     def close(self) -> None:
+        # After the command, whatever it printed: a hook that failed is a warning, and
+        # never changes the command's outcome or exit code.
+        for line in self.take_hook_warnings():
+            sys.stderr.write(line + "\n")
         if "stores" in self.__dict__:
             self.stores.close()
 
