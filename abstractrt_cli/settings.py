@@ -3,9 +3,10 @@
 The config file is ``config.yaml`` in ``platformdirs.user_config_dir("abstractrt")``
 (``ABSTRACTRT_CONFIG`` names another file, which must then exist); its keys are
 ``data_dir``, ``workflows_dir``, ``store`` and ``hooks`` (notification hooks, PRODUCT
-§7: config file only, read by the commands that move runs). Every setting remembers
-where it came from, for ``abstractrt config`` and for messages. Paths are made absolute
-here, once, so every message names the directory that was really used.
+§7: config file only, read by the commands that move runs) and ``llm`` (the built-in
+``llm_call``, PRODUCT §10: config file only, read when a runtime is built). Every setting
+remembers where it came from, for ``abstractrt config`` and for messages. Paths are made
+absolute here, once, so every message names the directory that was really used.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -23,7 +25,7 @@ ENV_WORKFLOWS = "ABSTRACTRT_WORKFLOWS"
 ENV_STORE = "ABSTRACTRT_STORE"
 ENV_CONFIG = "ABSTRACTRT_CONFIG"
 ENV_ACTOR = "ABSTRACTRT_ACTOR"
-CONFIG_KEYS = ("data_dir", "workflows_dir", "store", "hooks")
+CONFIG_KEYS = ("data_dir", "workflows_dir", "store", "hooks", "llm")
 PATH_KEYS = ("data_dir", "workflows_dir", "store")  # the keys with a string value
 
 # (setting, option, environment variable): the order `abstractrt config` prints them in.
@@ -47,6 +49,11 @@ class Settings:
     config_file: Optional[Path] = None
     config_file_from: str = "default"  # "env" (ABSTRACTRT_CONFIG) | "default"
 
+    @cached_property  # a frozen dataclass without slots: cached in the instance's __dict__
+    def llm(self) -> Optional[Dict[str, Any]]:
+        """The config key ``llm`` (core/llm.py's keys), or None: ``llm_call`` stays a job."""
+        return load_llm(self)
+
     def describe(self) -> List[Dict[str, Any]]:
         """Each setting with its value and where it came from (``abstractrt config``)."""
         rows: List[Dict[str, Any]] = [
@@ -59,6 +66,7 @@ class Settings:
         hooks, hooks_from = load_hooks(self)
         rows.append({"setting": "hooks", "from": hooks_from, "hooks": hooks,
                      "value": "; ".join(f"{k}: {v}" for k, v in hooks.items()) or None})
+        rows.append(llm_row(self.llm))
         conf = self.config_file
         rows.append({"setting": "config_file", "value": str(conf) if conf else None,
                      "from": self.config_file_from,
@@ -141,7 +149,80 @@ def read_config_file(path: Path, *, must_exist: bool = False) -> Dict[str, Any]:
         from .hooks import parse_hooks
 
         data["hooks"] = parse_hooks(data["hooks"], source=f"config file {path}")
+    if data.get("llm") is not None:
+        problem = llm_problem(data["llm"], whole=True)
+        if problem:
+            raise ConfigError(f"config file {path}: llm: {problem}")
     return data
+
+
+def load_llm(settings: "Settings") -> Optional[Dict[str, Any]]:
+    """The ``llm`` setting (config file only), read when a runtime is built or
+    ``abstractrt config`` shows it; a file that never says "llm" is not parsed for it."""
+    path = settings.config_file
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # a missing file was refused by resolve if it was named
+    except (OSError, UnicodeDecodeError):
+        text = "llm"  # let read_config_file name the problem
+    if "llm" not in text:
+        return None
+    value = read_config_file(path).get("llm")
+    return dict(value) if value else None
+
+
+def llm_row(llm: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The ``llm`` row of ``abstractrt config``: its keys, and whether the variable that
+    holds the API key is set (never its value)."""
+    if not llm:
+        return {"setting": "llm", "value": None, "from": "default", "llm": None}
+    parts = []
+    for key in ("base_url", "model", "api_key_env", "timeout"):
+        if key in llm:
+            part = f"{key}={llm[key]}"
+            if key == "api_key_env":
+                part += " (set)" if os.environ.get(llm[key]) else " (not set)"
+            parts.append(part)
+    return {"setting": "llm", "value": " ".join(parts), "from": "config", "llm": dict(llm)}
+
+
+def llm_problem(value: Any, *, whole: bool) -> Optional[str]:
+    """What is wrong with an ``llm`` mapping (core/llm.py's keys, and their types), or None.
+
+    ``whole``: the mapping must name ``base_url`` (the config key; a module's ``LLM``
+    overrides it key by key and may name only, say, ``model``). A value that may be an
+    API key put where a variable's name belongs is never echoed.
+    """
+    from .core.llm import LLM_KEYS
+
+    if not isinstance(value, dict):
+        return f"must be a mapping of {', '.join(LLM_KEYS)}, not {type(value).__name__}"
+    if "api_key" in value:
+        return ("api_key is not read from files: put the key in an environment variable "
+                "and name that variable with api_key_env")
+    unknown = sorted(set(map(str, value)) - set(LLM_KEYS))
+    if unknown:
+        return f"unknown key(s) {', '.join(unknown)} (known: {', '.join(LLM_KEYS)})"
+    for key in ("base_url", "model"):
+        if key in value and (not isinstance(value[key], str) or not value[key].strip()):
+            return f"{key} must be a non-empty string"
+    url = value.get("base_url")
+    if isinstance(url, str) and not url.startswith(("http://", "https://")):
+        return f"base_url must start with http:// or https://, not {url!r}"
+    if whole and not url:
+        return "base_url is required (e.g. http://localhost:11434/v1 for Ollama)"
+    env = value.get("api_key_env")
+    if "api_key_env" in value and not (isinstance(env, str) and env.isascii() and env.isidentifier()):
+        return ("api_key_env must be the name of an environment variable (letters, digits "
+                "and _), not the key itself")
+    timeout = value.get("timeout")
+    if "timeout" in value and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                               or not timeout > 0):
+        return f"timeout must be a number of seconds above 0, not {timeout!r}"
+    return None
 
 
 def load_hooks(settings: "Settings") -> Tuple[Dict[str, Any], str]:

@@ -137,7 +137,8 @@ class Session:
 
         # With a key, every checkpoint is signed (ABSTRACTRT_SIGNING_KEY, else the key file).
         key = load_signing_key(user_config_dir() / KEY_FILE_NAME)
-        options: Dict[str, Any] = {"signing_key": key}
+        # The config key ``llm`` turns on the built-in llm_call (PRODUCT §10).
+        options: Dict[str, Any] = {"signing_key": key, "llm": self.settings.llm}
         if lock_timeout is not None:
             options["lock_timeout"] = lock_timeout
         config = RuntimeConfig(**options)
