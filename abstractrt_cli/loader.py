@@ -2,9 +2,11 @@
 
 Every ``*.py`` not starting with ``_`` is imported; every module-level ``WorkflowSpec``
 (or look-alike: ``workflow_id``, ``entry_node``, ``nodes``) becomes available by id,
-with the module's ``EFFECT_HANDLERS`` and ``EFFECT_POLICY``. A file that fails to import
-is kept as broken with its error and does not hide the others; two files defining the
-same id make that id unusable, with an error naming both files.
+with the module's ``EFFECT_HANDLERS``, ``EFFECT_POLICY``, ``STEP_TIMEOUT``, ``LLM``,
+``TOOLS`` and ``TOOL_APPROVAL`` (PRODUCT §10), each checked when the file is loaded. A
+file that fails to import, or whose module-level settings are malformed, is kept as
+broken with its error and does not hide the others; two files defining the same id make
+that id unusable, with an error naming both files.
 """
 
 from __future__ import annotations
@@ -188,6 +190,10 @@ def _register_module(loaded: LoadedWorkflows, module: Any, path: Path, owners: D
         loaded.broken.append(BrokenFile(
             str(path), f"STEP_TIMEOUT must be a number of seconds above 0, not {step_timeout!r}"))
         return
+    agent = _agent_settings(module, handlers)
+    if isinstance(agent, str):
+        loaded.broken.append(BrokenFile(str(path), agent))
+        return
     fingerprint = fingerprint_file(path)
     doc = (module.__doc__ or "").strip() or None
     seen: set = set()
@@ -203,7 +209,54 @@ def _register_module(loaded: LoadedWorkflows, module: Any, path: Path, owners: D
         found[wid] = (value, dict(
             effect_handlers=handlers, effect_policy=policy, source=str(path),
             fingerprint=fingerprint, description=doc,
-            step_timeout=float(step_timeout) if step_timeout is not None else None))
+            step_timeout=float(step_timeout) if step_timeout is not None else None, **agent))
+
+
+_APPROVAL_RULES = ("ask", "deny")
+
+
+def _agent_settings(module: Any, handlers: Dict[Any, Any]) -> Any:
+    """``LLM``, ``TOOLS`` and ``TOOL_APPROVAL`` as ``register`` takes them, or the one-line
+    reason they cannot be used (checked now: a run would only trip over them mid-tick)."""
+    from .core.models import effect_type_name
+    from .settings import llm_problem
+
+    llm = getattr(module, "LLM", None)
+    tools = getattr(module, "TOOLS", None)
+    approval = getattr(module, "TOOL_APPROVAL", None)
+    handled = {effect_type_name(k) for k in handlers}
+    if llm is not None:
+        # A module's LLM overrides the config key key by key: base_url may come from there.
+        problem = llm_problem(llm, whole=False)
+        if problem:
+            return f"LLM: {problem}"
+        if "llm_call" in handled:
+            return "LLM and EFFECT_HANDLERS['llm_call'] both answer llm_call: keep one"
+    if tools is not None:
+        if not isinstance(tools, dict):
+            return f"TOOLS must be a dict of tool name to function, not {type(tools).__name__}"
+        bad_names = sorted(repr(k) for k in tools if not isinstance(k, str) or not k)
+        if bad_names:
+            return f"TOOLS: a tool name must be a non-empty string, not {', '.join(bad_names)}"
+        not_callable = sorted(k for k, fn in tools.items() if not callable(fn))
+        if not_callable:
+            return f"TOOLS: not a function for {', '.join(not_callable)}"
+        if "tool_calls" in handled:
+            return "TOOLS and EFFECT_HANDLERS['tool_calls'] both run tool_calls: keep one"
+    if approval is not None:
+        if not isinstance(approval, dict):
+            return (f"TOOL_APPROVAL must be a dict of tool name to \"ask\" or \"deny\", "
+                    f"not {type(approval).__name__}")
+        for name, rule in approval.items():
+            if rule not in _APPROVAL_RULES:
+                return f"TOOL_APPROVAL[{name!r}] must be \"ask\" or \"deny\", not {rule!r}"
+        unknown = sorted(str(n) for n in approval if n not in (tools or {}))
+        if unknown:
+            known = ", ".join(sorted(tools or {})) or "none"
+            return f"TOOL_APPROVAL names {', '.join(unknown)}, not in TOOLS (tools: {known})"
+    return {"llm": dict(llm) if llm else None,
+            "tools": dict(tools) if tools is not None else None,
+            "tool_approval": dict(approval) if approval else None}
 
 
 def describe(loaded: LoadedWorkflows) -> List[Dict[str, Any]]:
@@ -225,14 +278,18 @@ def describe(loaded: LoadedWorkflows) -> List[Dict[str, Any]]:
             "source": e.source,
             "description": e.description,
             "effect_handlers": sorted(e.effect_handlers),
+            "tools": sorted(e.tools) if e.tools is not None else [],
+            "tool_approval": dict(e.tool_approval or {}),
             "error": "; ".join(problems) if problems else None,
         })
     for wid, dup in sorted(loaded.duplicates.items()):
         out.append({"workflow_id": wid, "entry_node": None, "nodes": [], "source": dup.paths[1],
-                    "description": None, "effect_handlers": [], "error": dup.message})
+                    "description": None, "effect_handlers": [], "tools": [], "tool_approval": {},
+                    "error": dup.message})
     for b in loaded.broken:
         out.append({"workflow_id": None, "entry_node": None, "nodes": [], "source": b.path,
-                    "description": None, "effect_handlers": [], "error": b.error})
+                    "description": None, "effect_handlers": [], "tools": [], "tool_approval": {},
+                    "error": b.error})
     return out
 
 

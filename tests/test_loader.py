@@ -589,7 +589,8 @@ def end(run, ctx):
     return StepPlan("end", complete_output={"res": run.vars.get("res")})
 
 
-TOOLS = WorkflowSpec("o_tools", "go", {"go": go("tool_calls"), "end": end})
+# Not named TOOLS: that module-level name is the tools of tool_calls (PRODUCT §10).
+TOOL_WF = WorkflowSpec("o_tools", "go", {"go": go("tool_calls"), "end": end})
 THREE = WorkflowSpec("o_three", "go", {"go": go("three"), "end": end})
 OWN = WorkflowSpec("o_own", "go", {"go": go("own"), "end": end})
 '''
@@ -800,12 +801,12 @@ EFFECT_HANDLERS = {"zeta": handler, "alpha": handler}
     rows = describe(loaded)
 
     keys = {"workflow_id", "entry_node", "nodes", "source", "description", "effect_handlers",
-            "error"}
+            "tools", "tool_approval", "error"}
     assert all(set(r) == keys for r in rows)
     assert rows[0] == {
         "workflow_id": "a_flow", "entry_node": "extra", "nodes": ["extra", "done"],
         "source": str((wfdir / "b_flow.py").resolve()), "description": "B flow.",
-        "effect_handlers": ["alpha", "zeta"], "error": None,
+        "effect_handlers": ["alpha", "zeta"], "tools": [], "tool_approval": {}, "error": None,
     }
     assert rows[1]["workflow_id"] == "b_flow" and rows[1]["nodes"] == ["done"]
     assert rows[2]["workflow_id"] == "dup" and "defined twice" in rows[2]["error"]
