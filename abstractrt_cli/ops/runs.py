@@ -22,6 +22,16 @@ def still_running_hint(run: RunState, why: str) -> List[str]:
             f"`abstractrt tick {run.run_id}`"]
 
 
+def wake_workers(s: Session, run_id: str) -> None:
+    """Tell waiting workers a run may move (or sleep until a new due time): after the
+    command's checkpoint is committed. Only a hint (workers poll too), so a failed
+    wake-up never fails a command whose work is done."""
+    try:
+        s.stores.wake(run_id)
+    except AbstractRTError:
+        pass
+
+
 def did_you_mean(exc: UnknownWorkflowError, typed: str, known: List[str]) -> UnknownWorkflowError:
     """``start releas``: name the workflow that was probably meant."""
     import difflib
@@ -57,6 +67,7 @@ def start(s: Session, workflow_id: str, *, vars: Dict[str, Any], tick: bool = Tr
     else:
         run_id = rt.start(workflow=entry.spec, vars=vars, actor_id=current_actor())
         run = rt.get_state(run_id)
+    wake_workers(s, run_id)
     report = None
     if answers is not None and tick:
         from .answers import answer_with_rules
@@ -174,6 +185,7 @@ def resume(s: Session, ref: str, payload: Dict[str, Any], *, wait_key: Optional[
     warnings = s.workflow_warnings(run)
     after = rt.resume(run_id=run.run_id, payload=payload, wait_key=wait_key,
                       max_steps=max_steps, actor_id=current_actor())
+    wake_workers(s, run.run_id)
     return Outcome(after, warnings + still_running_hint(after, f"stopped after --max-steps {max_steps}"))
 
 
