@@ -38,4 +38,8 @@ def emit(s: Session, key: str, payload: Dict[str, Any], *, max_steps: int = 100)
             result.busy.append(run.run_id)
         except RunNotWaitingError:
             continue  # another process resumed it between our query and our lock
+    if result.runs:
+        from .runs import wake_workers
+
+        wake_workers(s, result.runs[0].run_id)
     return result
