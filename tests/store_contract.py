@@ -54,6 +54,7 @@ from abstractrt_cli.errors import (
     ArtifactNotFoundError,
     CorruptRunError,
     InvalidRunIdError,
+    PayloadError,
     RunBusyError,
     SnapshotExistsError,
     StoreIOError,
@@ -760,6 +761,26 @@ class StoreContract:
             kit.reopen().stores.artifacts.get_artifact(ref)
         assert [m["ref"] for m in ar.list_artifacts()] == [empty["ref"]]
 
+    def test_import_artifact_keeps_the_given_metadata(self, kit: StoreKit) -> None:
+        needs(kit, "artifacts")
+        ar = kit.stores.artifacts
+        data = b"from another store"
+        ref = "sha256:" + hashlib.sha256(data).hexdigest()
+        given = {"ref": ref, "size": len(data), "content_type": "text/plain", "name": "n.txt",
+                 "run_ids": ["run-a", "run-b"], "tags": ["t1"],
+                 "created_at": "2001-02-03T04:05:06+00:00"}
+        assert ar.import_artifact(given, data) == given
+        for store in (ar, kit.reopen().stores.artifacts):
+            assert store.artifact_meta(ref) == given and store.get_artifact(ref) == data
+            assert [m["ref"] for m in store.list_artifacts(run_id="run-b")] == [ref]
+        merged = ar.import_artifact(dict(given, run_ids=["run-c"], tags=["t2"],
+                                         created_at="2020-01-01T00:00:00+00:00"), data)
+        assert merged["run_ids"] == ["run-a", "run-b", "run-c"]
+        assert merged["tags"] == ["t1", "t2"] and merged["created_at"] == given["created_at"]
+        assert [m["ref"] for m in kit.reopen().stores.artifacts.list_artifacts(run_id="run-c")] == [ref]
+        with pytest.raises(PayloadError):
+            ar.import_artifact(given, b"other bytes")
+
     # ------------------------------------------------------------------ audit
 
     def test_prune_records_and_heartbeats(self, kit: StoreKit) -> None:
@@ -806,6 +827,19 @@ class StoreContract:
         lg.delete_log("run-1")
         assert lg.read_log("run-1") == ([], 0)
         assert kit.reopen().stores.logs.read_log("run-2")[0][0]["text"] == "other run\n"
+
+    def test_import_log_keeps_the_dropped_count(self, kit: StoreKit) -> None:
+        needs(kit, "logs")
+        lg = kit.stores.logs
+        entries = [log_entry(0, "one\n"), log_entry(1, "two ✓\n")]
+        lg.import_log("run-1", entries, 123)
+        assert lg.read_log("run-1") == (entries, 123)
+        with pytest.raises(StoreIOError) as ei:
+            lg.import_log("run-1", entries, 0)
+        assert ei.value.code == "log_exists"
+        lg.append_log("run-1", [log_entry(2, "three\n")])
+        for store in (lg, kit.reopen().stores.logs):
+            assert store.read_log("run-1") == (entries + [log_entry(2, "three\n")], 123)
 
     # ------------------------------------------------------------------ admin
 

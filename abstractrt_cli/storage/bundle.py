@@ -209,6 +209,14 @@ def _parse(bundle: Any, stores: Stores
             if not rules.is_artifact_ref(ref):
                 raise BundleError(f"{where}: an artifact has no valid ref ({ref!r})")
             wanted.setdefault(ref, rid)
+            try:
+                rules.check_artifact_args(meta.get("content_type") or rules.DEFAULT_CONTENT_TYPE,
+                                          None, list(meta.get("tags") or []), meta.get("name"))
+                for holder in meta.get("run_ids") or []:
+                    stores.runs.validate_run_id(holder)
+            except (AbstractRTError, TypeError) as exc:
+                raise BundleError(f"{where}: artifact {ref} has metadata this store cannot "
+                                  f"keep: {exc}") from None
             if "data" in meta:
                 data_of[ref] = _decode(meta["data"], ref, where)  # (checked against ref)
             metas_of.setdefault(ref, []).append({k: v for k, v in meta.items() if k != "data"})
@@ -291,6 +299,15 @@ def _store_artifact(stores: Stores, data: bytes, metas: List[Dict[str, Any]]) ->
     for m in metas:
         run_ids += [x for x in (m.get("run_ids") or []) if isinstance(x, str)]
         tags += [t for t in (m.get("tags") or []) if isinstance(t, str)]
+    importer = getattr(arts, "import_artifact", None)
+    if importer is not None:  # keeps the artifact's times too
+        given = dict(first, ref=ref, content_type=content_type, name=name,
+                     run_ids=list(dict.fromkeys(run_ids)), tags=list(dict.fromkeys(tags)))
+        try:
+            importer(given, data)
+        except AbstractRTError as exc:
+            raise BundleError(f"artifact {ref}: {exc.message}") from None
+        return arts.artifact_meta(ref) != before
     run_ids = list(dict.fromkeys(run_ids)) or [None]
     for i, rid in enumerate(run_ids):
         arts.put_artifact(data, content_type=content_type if isinstance(content_type, str)

@@ -257,6 +257,17 @@ class InMemoryArtifactStore:
             self._meta[ref] = meta
             return copy.deepcopy(meta)
 
+    def import_artifact(self, meta: Dict[str, Any], data: bytes) -> Dict[str, Any]:
+        """Bytes with the metadata another store gave them (see the file store's)."""
+        data = bytes(data)
+        given = rules.imported_artifact_meta(meta, data)
+        with self._guard:
+            old = self._meta.get(given["ref"])
+            new = given if old is None else rules.merge_imported_meta(old, given)
+            self._blobs[given["ref"]] = data
+            self._meta[given["ref"]] = new
+            return copy.deepcopy(new)
+
     def get_artifact(self, ref: str) -> bytes:
         data = self._blobs.get(ref)
         if data is None:
@@ -323,6 +334,18 @@ class InMemoryLogStore:
         with self._guard:
             kept, dropped = self._logs.get(run_id, ([], 0))
             self._logs[run_id] = rules.cap_log(kept + ents, dropped, self.cap)
+
+    def import_log(self, run_id: str, entries: Sequence[Dict[str, Any]], dropped: int) -> None:
+        """A whole log with its dropped-bytes count; StoreIOError ``log_exists`` if there
+        is one."""
+        if not isinstance(dropped, int) or isinstance(dropped, bool) or dropped < 0:
+            raise PayloadError("a log's dropped count is a number of bytes")
+        ents = rules.check_log_entries(entries)
+        with self._guard:
+            if run_id in self._logs:
+                raise StoreIOError(f"memory:{run_id}", f"run {run_id} has a log already",
+                                   code="log_exists")
+            self._logs[run_id] = rules.cap_log(ents, dropped, self.cap)
 
     def read_log(self, run_id: str) -> Tuple[List[Dict[str, Any]], int]:
         with self._guard:

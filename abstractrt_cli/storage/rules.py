@@ -207,6 +207,42 @@ def merge_artifact_meta(old: Dict[str, Any], *, content_type: str, run_id: Optio
     return meta
 
 
+def imported_artifact_meta(meta: Any, data: bytes) -> Dict[str, Any]:
+    """The metadata another store gave these bytes (``store copy``, import), checked:
+    kept as given where it is new here (its ``created_at`` too, or now if it has none).
+    PayloadError if it is not these bytes' metadata."""
+    from ..errors import PayloadError
+
+    ref = artifact_ref(data)
+    if not isinstance(meta, dict) or meta.get("ref") != ref:
+        got = meta.get("ref") if isinstance(meta, dict) else meta
+        raise PayloadError(f"artifact {got}: the bytes given are {ref}")
+    content_type = meta.get("content_type") or DEFAULT_CONTENT_TYPE
+    run_ids = list(meta.get("run_ids") or [])
+    tags = list(meta.get("tags") or [])
+    name = meta.get("name")
+    check_artifact_args(content_type, None, tags, name)
+    if not all(isinstance(r, str) and r for r in run_ids):
+        raise PayloadError(f"artifact {ref}: its run ids are strings")
+    created_at = meta.get("created_at")
+    if not isinstance(created_at, str) or timestamp_micros(created_at) is None:
+        created_at = datetime.now(timezone.utc).isoformat()
+    return {"ref": ref, "size": len(data), "content_type": content_type, "name": name,
+            "run_ids": list(dict.fromkeys(run_ids)), "tags": list(dict.fromkeys(tags)),
+            "created_at": created_at}
+
+
+def merge_imported_meta(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    """Imported metadata for bytes kept here already: merged as puts would merge it (every
+    run and tag added, the time they have here kept)."""
+    meta = merge_artifact_meta(old, content_type=new["content_type"], run_id=None,
+                               tags=new["tags"], name=new["name"])
+    for rid in new["run_ids"]:
+        meta = merge_artifact_meta(meta, content_type=new["content_type"], run_id=rid, tags=(),
+                                   name=None)
+    return meta
+
+
 def check_artifact_args(content_type: Any, run_id: Any, tags: Any, name: Any) -> None:
     """``put_artifact``'s arguments, refused with a clear error before anything is stored."""
     from ..errors import PayloadError

@@ -108,6 +108,31 @@ class FileArtifactStore:
         rules.check_artifact_args(content_type, run_id, tags, name)
         if run_id is not None:
             validate_run_id(run_id)  # (before anything is written)
+
+        def merge(old: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+            if old is None:
+                return rules.new_artifact_meta(
+                    data, content_type=content_type, run_id=run_id, tags=tags, name=name,
+                    created_at=datetime.now(timezone.utc).isoformat())
+            return rules.merge_artifact_meta(old, content_type=content_type, run_id=run_id,
+                                             tags=tags, name=name)
+
+        return self._put(data, merge)
+
+    def import_artifact(self, meta: Dict[str, Any], data: bytes) -> Dict[str, Any]:
+        """Keep bytes with the metadata another store gave them (``store copy``, import):
+        new ones as given (their ``created_at`` too), known ones merged as puts merge."""
+        data = bytes(data)
+        given = rules.imported_artifact_meta(meta, data)
+        for rid in given["run_ids"]:
+            validate_run_id(rid)
+        return self._put(data, lambda old: given if old is None
+                         else rules.merge_imported_meta(old, given))
+
+    def _put(self, data: bytes, merge: Callable[[Optional[Dict[str, Any]]], Dict[str, Any]]
+             ) -> Dict[str, Any]:
+        """The blob (written if missing or damaged), then ``merge(metadata kept or None)``
+        as its metadata, under the shard's flock."""
         ref = rules.artifact_ref(data)
         hx = hex_of(ref)
         path = self.path_of(ref)
@@ -121,17 +146,13 @@ class FileArtifactStore:
             refuse_symlink(lstat_at(fd, meta_name))
             got = read_file(fd, meta_name)
             old = _parse_meta(path + ".meta.json", got[0]) if got is not None else None
-            if run_id is not None and run_id not in ((old or {}).get("run_ids") or []):
-                self._note_run(run_id, ref)
-            if old is None:
-                meta = rules.new_artifact_meta(
-                    data, content_type=content_type, run_id=run_id, tags=tags, name=name,
-                    created_at=datetime.now(timezone.utc).isoformat())
-            else:
-                meta = rules.merge_artifact_meta(old, content_type=content_type, run_id=run_id,
-                                                 tags=tags, name=name)
-                if meta == old:
-                    return meta
+            meta = merge(old)
+            if meta == old:
+                return meta
+            had = set((old or {}).get("run_ids") or [])
+            for rid in meta.get("run_ids") or []:
+                if rid not in had:
+                    self._note_run(rid, ref)  # (before the metadata that names the run)
             atomic_write(fd, meta_name, dumps_readable(meta).encode("utf-8"), fsync=self._fsync)
             return meta
 

@@ -23,10 +23,10 @@ import json
 import os
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ...errors import PayloadError
-from ..base import LOG_CAP
+from ...errors import PayloadError, StoreIOError
 from .. import rules
-from .atomic import atomic_write, lstat_at, read_file, unlink_at
+from ..base import LOG_CAP
+from .atomic import atomic_write, create_new, lstat_at, read_file, refuse_symlink, unlink_at
 from .ids import validate_run_id
 from .layout import Layout
 from .lines import append_to, encode_line, open_append, parse_lines
@@ -80,6 +80,29 @@ class FileLogStore:
         with mapped(self.path_of(rid)):
             self._layout.in_dir("logs/" + rid[0], append, create=True)
 
+    def import_log(self, run_id: str, entries: Sequence[Dict[str, Any]], dropped: int) -> None:
+        """A run's whole log as another store kept it (``store copy``): its entries and
+        its dropped-bytes count, written at once. StoreIOError ``log_exists`` if this run
+        has a log here."""
+        if not isinstance(dropped, int) or isinstance(dropped, bool) or dropped < 0:
+            raise PayloadError("a log's dropped count is a number of bytes")
+        rid = validate_run_id(run_id)
+        kept, dropped = rules.cap_log(rules.check_log_entries(entries), dropped, self.cap)
+        try:
+            data = _compacted(kept, dropped)
+        except (TypeError, ValueError) as exc:
+            raise PayloadError(f"log of run {rid}: {exc}") from None
+        name = rid + ".jsonl"
+        path = self.path_of(rid)
+
+        def write(dir_fd: int) -> None:
+            if not create_new(dir_fd, name, data, fsync=self._fsync):
+                refuse_symlink(lstat_at(dir_fd, name))
+                raise StoreIOError(path, f"run {rid} has a log already", code="log_exists")
+
+        with mapped(path):
+            self._layout.in_dir("logs/" + rid[0], write, create=True)
+
     def _compact_at(self, fd: int) -> int:
         floor = 2 * self.cap
         size = os.fstat(fd).st_size
@@ -92,12 +115,7 @@ class FileLogStore:
         data = os.pread(fd, os.fstat(fd).st_size, 0)
         entries, dropped = _entries(data)
         kept, dropped = rules.cap_log(entries, dropped, self.cap)
-        body = b"".join(encode_line(e) for e in kept)
-        head = {"dropped": dropped, "size": 0}
-        # The size this compaction leaves: its entries, and its own line with room for
-        # the digits of this number.
-        head["size"] = len(body) + len(encode_line(head)) + 20
-        atomic_write(dir_fd, name, encode_line(head) + body, fsync=self._fsync)
+        atomic_write(dir_fd, name, _compacted(kept, dropped), fsync=self._fsync)
 
     def read_log(self, run_id: str) -> Tuple[List[Dict[str, Any]], int]:
         """(the entries kept, oldest first; how many bytes of text were dropped before)."""
@@ -115,6 +133,16 @@ class FileLogStore:
         with mapped(self.path_of(rid)):
             self._layout.in_dir("logs/" + rid[0], lambda fd: unlink_at(fd, rid + ".jsonl"),
                                 create=False)
+
+
+def _compacted(kept: List[Dict[str, Any]], dropped: int) -> bytes:
+    """A log file holding only ``kept``, after a first line counting what was dropped."""
+    body = b"".join(encode_line(e) for e in kept)
+    head = {"dropped": dropped, "size": 0}
+    # The size this file has: its entries, and its own line with room for the digits of
+    # this number (the next compaction is due at twice that).
+    head["size"] = len(body) + len(encode_line(head)) + 20
+    return encode_line(head) + body
 
 
 def _header(data: bytes) -> Dict[str, Any]:
