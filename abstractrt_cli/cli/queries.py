@@ -123,13 +123,24 @@ def ledger_cmd(
     run: RunArgument,
     verify: Annotated[bool, typer.Option(
         "--verify", help="Check the hash chain; fail naming the first bad record.")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Print records as they arrive until the run ends (JSON Lines "
+                               "with --json; exit 3 if it failed).")] = False,
 ) -> int:
     """The run's history as a timeline; --json gives the raw records, --verify checks them.
 
-    Example: abstractrt ledger 1a2b3c4d --verify
+    Example: abstractrt ledger 1a2b3c4d --verify    |   abstractrt ledger 1a2b3c4d --follow
     """
     from ..ops import queries as ops
 
+    if follow:
+        if verify:
+            from ..errors import UsageError
+
+            raise UsageError("use --verify or --follow, not both")
+        from .lifecycle import follow as follow_ledger
+
+        return follow_ledger(call, run)
     s = call.session()
     if verify:
         report = ops.verify(s, run)

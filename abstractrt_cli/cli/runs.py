@@ -131,17 +131,36 @@ def resume_cmd(
     wait_key: Annotated[Optional[str], typer.Option(
         "--wait-key", help="Refuse unless the run waits on this key.", show_default=False)] = None,
     max_steps: MaxStepsOption = 100,
+    artifact: Annotated[Optional[str], typer.Option(
+        "--artifact", help="Store this file (or - for stdin) as an artifact; the payload gets "
+                           "its ref, name, size and content type.", show_default=False)] = None,
+    key: Annotated[Optional[str], typer.Option(
+        "--key", help="The payload key of --artifact (default: artifact).",
+        show_default=False)] = None,
 ) -> int:
     """Unblock a waiting run with a payload, then tick it until it blocks or ends.
 
     Example: abstractrt resume 1a2b3c4d --answer approve
 
     Also: --payload-file result.json, or from stdin: echo '{"ok": true}' | abstractrt resume 1a2b3c4d --payload-file -
+
+    A file goes in by reference: abstractrt resume 1a2b3c4d --artifact scan.pdf --key document
     """
     from ..ops import runs as ops
     from ..payloads import build_payload
 
-    body = build_payload(payload=payload, payload_file=payload_file, answer=answer, sets=sets)
+    if key is not None and artifact is None:
+        raise UsageError("--key goes with --artifact PATH")
+    if artifact == "-" and payload_file == "-":
+        raise UsageError("--artifact - and --payload-file - cannot both read standard input")
+    body = build_payload(payload=payload, payload_file=payload_file, answer=answer, sets=sets,
+                         required=artifact is None)
+    if artifact is not None:
+        from ..ops import lifecycle
+
+        body = lifecycle.attach_artifact(call.session(), run, body, artifact,
+                                         key=key or lifecycle.DEFAULT_ARTIFACT_KEY,
+                                         wait_key=wait_key)
     outcome = ops.resume(call.session(), run, body, wait_key=wait_key, max_steps=max_steps)
     out_run(call, outcome.run)
     warn(outcome.warnings)
