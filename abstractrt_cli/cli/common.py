@@ -31,23 +31,25 @@ class Globals:
 
     def __init__(self, data_dir: Optional[Path] = None, workflows: Optional[Path] = None,
                  store: Optional[str] = None, json: bool = False,
-                 json_requested: bool = False) -> None:
+                 json_requested: bool = False, as_actor: Optional[str] = None) -> None:
         self.data_dir = data_dir
         self.workflows = workflows
         self.store = store
         self.json = json
+        self.as_actor = as_actor  # --as NAME (a store that authenticates sets it; PRODUCT §8)
         # ``--json`` anywhere on the command line, seen before parsing: an eager option
         # (--version) or a usage error is answered before the option itself is parsed.
         self.json_requested = json_requested
 
     def merged(self, *, json: bool, data_dir: Optional[Path], workflows: Optional[Path],
-               store: Optional[str]) -> "Globals":
+               store: Optional[str], as_actor: Optional[str] = None) -> "Globals":
         """These options with a command's own on top (given ones win)."""
         return Globals(
             data_dir=data_dir if data_dir is not None else self.data_dir,
             workflows=workflows if workflows is not None else self.workflows,
             store=store if store is not None else self.store,
-            json=json or self.json, json_requested=self.json_requested)
+            json=json or self.json, json_requested=self.json_requested,
+            as_actor=as_actor if as_actor is not None else self.as_actor)
 
 
 def wants_json(args: Iterable[str]) -> bool:
@@ -76,7 +78,8 @@ class Call:
             from ..ops.session import Session
             from ..settings import resolve
 
-            self._session = Session(resolve(self.g.data_dir, self.g.workflows, self.g.store))
+            self._session = Session(resolve(self.g.data_dir, self.g.workflows, self.g.store),
+                                    as_actor=self.g.as_actor)
         return self._session
 
     def close(self) -> None:
@@ -134,7 +137,11 @@ def run_command(fn: Callable[..., Optional[int]], call: Call, kwargs: dict) -> N
             with render.command_output():
                 # Settings first, for every command: a config file named by ABSTRACTRT_CONFIG
                 # that does not exist is wrong usage before anything else is read or done.
-                call.session()
+                session = call.session()
+                if call.g.as_actor is not None:
+                    # --as first: refused at once where the store cannot authenticate, and
+                    # on a database everything the command does runs as that role.
+                    session.actor()
                 code = fn(call, **kwargs)
                 render.flush()
         finally:
@@ -218,6 +225,9 @@ PayloadFileOption = Annotated[Optional[str], typer.Option(
     show_default=False)]
 AnswerOption = Annotated[Optional[str], typer.Option(
     "--answer", help='Shorthand for the payload {"response": TEXT}.', show_default=False)]
+AsOption = Annotated[Optional[str], typer.Option(
+    "--as", help="Act as this name, where the store authenticates it (PostgreSQL: SET ROLE); "
+                 "default: ABSTRACTRT_ACTOR, else the login name.", show_default=False)]
 
 _KW = inspect.Parameter.KEYWORD_ONLY
 _GLOBAL_PARAMS = [
@@ -225,6 +235,7 @@ _GLOBAL_PARAMS = [
     inspect.Parameter("data_dir", _KW, default=None, annotation=DataDirOption),
     inspect.Parameter("workflows", _KW, default=None, annotation=WorkflowsOption),
     inspect.Parameter("store", _KW, default=None, annotation=StoreOption),
+    inspect.Parameter("as_actor", _KW, default=None, annotation=AsOption),
 ]
 _GLOBAL_NAMES = [p.name for p in _GLOBAL_PARAMS]
 
@@ -245,7 +256,8 @@ def command(name: str, **settings: Any) -> Callable[[Callable[..., Optional[int]
             g: Globals = ctx.obj if isinstance(ctx.obj, Globals) else Globals()
             given = {k: kwargs.pop(k) for k in _GLOBAL_NAMES}
             g = g.merged(json=bool(given["json_out"]), data_dir=given["data_dir"],
-                         workflows=given["workflows"], store=given["store"])
+                         workflows=given["workflows"], store=given["store"],
+                         as_actor=given["as_actor"])
             run_command(fn, Call(g), kwargs)
 
         ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,

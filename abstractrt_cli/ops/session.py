@@ -25,6 +25,7 @@ from ..errors import (
     RunBusyError,
     UnknownRunError,
     UnknownWorkflowError,
+    UsageError,
     WorkflowLoadError,
 )
 from ..settings import Settings
@@ -98,14 +99,63 @@ def url_without_password(store: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def database_role(stores: Any, as_actor: Optional[str]) -> Optional[str]:
+    """The role the database server authenticated for this session (``SET ROLE`` to
+    ``as_actor`` first, which the server allows only to a member of that role), or None
+    when the store exposes no database session to ask."""
+    connector = getattr(getattr(stores.runs, "db", None), "connector", None)
+    if connector is None or not hasattr(connector, "fetchone"):
+        return None
+    if as_actor is not None:
+        try:
+            # set_config('role', ...) is SET ROLE with the name passed as a parameter.
+            connector.fetchone("SELECT set_config('role', %s, false)", (as_actor,))
+        except AbstractRTError as exc:
+            raise exc.with_hint(f"--as {as_actor} needs a database role of that name that "
+                                f"your login role is a member of (GRANT {as_actor} TO ...)")
+    row = connector.fetchone("SELECT current_user")
+    return str(row[0]) if row and row[0] else None
+
+
 class Session:
     """One command's view of the world: settings, stores, and (lazily) the workflows."""
 
     #: Set by the operations that create runs: only they may create the data dir.
     creates_runs = False
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, as_actor: Optional[str] = None) -> None:
         self.settings = settings
+        self.as_actor = as_actor  # ``--as NAME``: only a store that authenticates takes it
+        self._actor: Optional[str] = None
+
+    def actor(self) -> str:
+        """Who is acting (PRODUCT §8): on a store that authenticates (PostgreSQL: the
+        database role, ``--as NAME`` sets it), the name the store vouches for; else
+        ``ABSTRACTRT_ACTOR``, else the login name — which nothing checks, and ``--as``
+        is refused rather than pretending it could be."""
+        if self._actor is None:
+            self._actor = self._resolve_actor()
+        return self._actor
+
+    def _resolve_actor(self) -> str:
+        from ..settings import current_actor
+
+        store = self.settings.store
+        if store is not None and "://" in store:  # a database, not a directory of files
+            role = database_role(self.stores, self.as_actor)
+            if role is not None:
+                return role
+        if self.as_actor is not None:
+            if store is not None and "://" in store:
+                why = f"the store at {self.stores.location} exposes no database role to set"
+            else:
+                why = ("files cannot authenticate who you are (whoever can write the data "
+                       "dir can write any name into it), so the file store takes no --as; "
+                       "ABSTRACTRT_ACTOR names you there, unchecked")
+            raise UsageError(f"--as {self.as_actor}: {why}").with_hint(
+                "--as needs a store that authenticates, such as PostgreSQL, where it sets "
+                "the database role")
+        return current_actor()
 
     @cached_property
     def stores(self) -> Any:
