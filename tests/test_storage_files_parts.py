@@ -19,7 +19,7 @@ import pytest
 from store_contract import T0, ids, kept_event, log_entry, make_run, record, snapshot, user_wait
 
 from abstractrt_cli.core.models import RunStatus, WaitReason, WaitState
-from abstractrt_cli.errors import StoreIOError, SymlinkRefusedError
+from abstractrt_cli.errors import StoreCapabilityError, StoreIOError, SymlinkRefusedError
 from abstractrt_cli.storage import open_file_bundle, open_stores
 from abstractrt_cli.storage.base import LOG_CAP, Stores
 from abstractrt_cli.storage.files import atomic as atomic_mod
@@ -484,6 +484,15 @@ def test_open_stores_without_a_data_dir_has_every_part_empty(tmp_path: Path) -> 
     assert s.audit.list_prune_records() == [] and s.logs.read_log("r") == ([], 0)
     assert list(s.runs.iter_run_ids()) == []
     assert {"events", "snapshots", "artifacts", "audit", "logs", "admin"} <= s.capabilities
+    # What would keep something is refused, never accepted and lost with the process.
+    for write in (lambda: s.events.put(kept_event(1)),
+                  lambda: s.snapshots.put_snapshot(snapshot("r1", "x")),
+                  lambda: s.artifacts.put_artifact(b"x"), lambda: s.audit.beat({"worker_id": "w"}),
+                  lambda: s.audit.put_prune_record({"run_id": "r"}),
+                  lambda: s.logs.append_log("r", [log_entry(0, "x")])):
+        with pytest.raises(StoreCapabilityError, match="does not exist"):
+            write()
+    assert s.events.prune(now=T0) == 0 and s.snapshots.delete_snapshots("r") == 0
     assert not (tmp_path / "nothing").exists()
 
 

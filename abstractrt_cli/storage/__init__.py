@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 
 from .base import Stores
 from .chain import compute_record_hash, verify_ledger_chain
-from .memory import InMemoryLedgerStore, InMemoryRunStore, memory_stores
+from .memory import InMemoryLedgerStore, InMemoryRunStore, empty_stores, memory_stores
 
 _FILE_STORES = ("FileRunStore", "FileLedgerStore", "open_file_stores", "open_file_bundle")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -52,10 +52,9 @@ def open_stores(store: Optional[str], data_dir: Union[str, "os.PathLike[str]"], 
 
     if not create and not files.data_dir_exists(location):
         # Nothing stored yet: empty stores (which never write anything anywhere), every
-        # part there and empty, so that queries of any of them answer "none".
-        empty = memory_stores(location=location)
-        empty.kind = "files"
-        return empty
+        # part there and empty, so that queries of any of them answer "none"; what would
+        # keep something in them is refused, never silently lost.
+        return empty_stores(kind="files", location=location)
 
     stores = files.open_file_bundle(location, create=create)
     stores.location = location

@@ -366,3 +366,38 @@ def memory_stores(*, location: str = "memory") -> Stores:
                   location=location, capabilities=CAPABILITIES, events=InMemoryEventStore(),
                   snapshots=InMemorySnapshotStore(), artifacts=InMemoryArtifactStore(),
                   audit=InMemoryAuditStore(), logs=InMemoryLogStore())
+
+
+class EmptyPart:
+    """A part of the stores of a data dir that does not exist (yet): every query finds
+    nothing, and a write that would keep something is refused (StoreCapabilityError) —
+    never accepted and silently lost with the process. Deletes find nothing to delete."""
+
+    KEEPS = frozenset({"put", "put_snapshot", "put_artifact", "import_artifact",
+                       "put_prune_record", "beat", "append_log", "import_log"})
+
+    def __init__(self, part: Any, name: str, location: str) -> None:
+        self._part = part
+        self._name = name
+        self._location = location
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr in self.KEEPS:
+            return self._refuse
+        return getattr(self._part, attr)
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        from ..errors import StoreCapabilityError
+
+        raise StoreCapabilityError(f"{self._location} does not exist, and this command does "
+                                   f"not create it: it keeps no {self._name}")
+
+
+def empty_stores(*, kind: str, location: str) -> Stores:
+    """What a query sees of a store that does not exist yet (``open_stores`` without
+    ``create``): every part there and empty; writes to the parts refused (``EmptyPart``)."""
+    stores = memory_stores(location=location)
+    stores.kind = kind
+    for name in ("events", "snapshots", "artifacts", "audit", "logs"):
+        setattr(stores, name, EmptyPart(getattr(stores, name), name, location))
+    return stores
