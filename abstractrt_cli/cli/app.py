@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from typer.models import CommandInfo
 
 from ..errors import EXIT_USAGE, UsageError
-from . import admin, answers, common, events, lifecycle, queries, runs  # noqa: F401 - they register commands
+from . import admin, answers, common, events, lifecycle, queries, runs, worker  # noqa: F401 - they register commands
 from .common import DataDirOption, Globals, JsonOption, StoreOption, WorkflowsOption
 
 
