@@ -46,6 +46,7 @@ COMMANDS = [
     "resume",
     "answer",
     "emit",
+    "events",
     "waiting",
     "runs",
     "show",
@@ -109,6 +110,7 @@ def test_no_arguments_shows_help(cli):
 EXAMPLE_IDS = {
     "approval",
     "deploy_gate",
+    "expense_deadline",
     "flaky",
     "onboarding",
     "onboarding_account",
@@ -597,23 +599,26 @@ def test_emit_resumes_every_run_waiting_on_the_key(cli):
         assert st["output"]["deployed"] is True
         assert st["output"]["ci"] == {"status": "green", "build": 1234}
     assert cli.state(other["run_id"])["status"] == "waiting"
+    # Nobody waits any more: no error (PRODUCT §8), and --no-keep keeps nothing either.
     with unchanged(cli):
-        r = cli("emit", "ci:web:1.0.0", "--set", "status=green")
-    assert_one_line_error(r, 1, "no run is waiting on key 'ci:web:1.0.0'")
+        r = cli.ok("emit", "ci:web:1.0.0", "--set", "status=green", "--no-keep")
+    assert r.stdout.splitlines() == ["emitted 'ci:web:1.0.0' to 0 runs", "not kept (--no-keep)"]
 
 
 def test_emit_json_and_payload_options(cli, tmp_path):
     a = cli.start("deploy_gate", "--set", "service=api")
     b = cli.start("deploy_gate", "--set", "service=api")
-    docs = cli.ok("emit", "ci:api:1.0.0", "--payload", '{"status": "red"}', "--json").json()
-    assert isinstance(docs, list) and len(docs) == 2
+    doc = cli.ok("emit", "ci:api:1.0.0", "--payload", '{"status": "red"}', "--json").json()
+    assert set(doc) == {"event", "delivered", "busy"} and doc["busy"] == []
+    docs = doc["delivered"]
     assert {d["run_id"] for d in docs} == {a["run_id"], b["run_id"]}
     assert all(d["output"]["deployed"] is False for d in docs)
+    assert doc["event"]["key"] == "ci:api:1.0.0" and doc["event"]["payload"] == {"status": "red"}
 
     cli.start("deploy_gate", "--set", "service=db")
     f = tmp_path / "ev.yaml"
     f.write_text("status: green\n")
-    docs = cli.ok("emit", "ci:db:1.0.0", "--payload-file", str(f), "--json").json()
+    docs = cli.ok("emit", "ci:db:1.0.0", "--payload-file", str(f), "--json").json()["delivered"]
     assert docs[0]["output"]["deployed"] is True
 
 

@@ -116,13 +116,13 @@ def test_unknown_workflow_when_the_directory_is_missing(cli, waiting_run, tmp_pa
     )
 
 
-def test_emit_with_no_waiter(cli, waiting_run):
-    refused(
-        cli,
-        1,
-        ["emit", "ci:nobody:0", "--set", "status=green"],
-        "no run is waiting on key 'ci:nobody:0'",
-    )
+def test_emit_with_no_waiter_is_no_error(cli, waiting_run):
+    """PRODUCT §8: the event is kept for runs that reach the wait later."""
+    doc = cli.ok("emit", "ci:nobody:0", "--set", "status=green", "--json").json()
+    assert doc["delivered"] == [] and doc["event"]["payload"] == {"status": "green"}
+    with unchanged(cli):
+        r = cli.ok("emit", "ci:nobody:0", "--set", "status=green", "--no-keep")
+    assert r.stderr == "", r.output
 
 
 # ---------------------------------------------------------------------------- refused resumes
@@ -172,10 +172,38 @@ def test_invalid_choice(cli, waiting_run):
     assert "None" not in line
 
 
+STRICT_GATE = '''
+"""Waits on ci:web:1.0.0 for a payload with a status of green or red."""
+
+from abstractrt_cli import Effect, StepPlan, WorkflowSpec
+
+SCHEMA = {"type": "object", "required": ["status"],
+          "properties": {"status": {"enum": ["green", "red"]}}}
+
+
+def wait(run, ctx):
+    return StepPlan("wait", effect=Effect("wait_event", {"wait_key": "ci:web:1.0.0",
+                                                         "schema": SCHEMA}, "ci"),
+                    next_node="done")
+
+
+def done(run, ctx):
+    return StepPlan("done", complete_output={"ci": run.vars["ci"]})
+
+
+strict_gate = WorkflowSpec("strict_gate", "wait", {"wait": wait, "done": done})
+'''
+
+
 def test_emit_refuses_all_when_one_run_refuses(cli, waiting_run):
-    refused(
-        cli, 1, ["emit", f"approval:{waiting_run}", "--answer", "maybe"], "invalid answer 'maybe'"
-    )
+    """One receiver's schema refuses the payload: nothing delivered, nothing kept."""
+    cli.write_workflow("strict_gate.py", STRICT_GATE)
+    cli.start("deploy_gate")
+    strict = cli.start("strict_gate")["run_id"]
+    line = refused(cli, 1, ["emit", "ci:web:1.0.0", "--set", "status=amber"],
+                   f"payload for run {strict} does not match its schema at $.status",
+                   "'amber' is not one of ['green', 'red']")
+    assert "schema" in line
 
 
 # ---------------------------------------------------------------------------- bad payloads
@@ -567,7 +595,9 @@ def test_workflow_code_changed_ticks_with_a_warning(cli):
 def test_busy_run_exits_4(cli, waiting_run):
     """tick/resume/cancel/limits/emit of a run another process holds: exit 4, "busy"."""
     running = cli.start("approval", "--no-tick")["run_id"]
-    with hold_lock(cli.data_dir, waiting_run), hold_lock(cli.data_dir, running):
+    gate = cli.start("deploy_gate")["run_id"]
+    with hold_lock(cli.data_dir, waiting_run), hold_lock(cli.data_dir, running), \
+            hold_lock(cli.data_dir, gate):
         with unchanged(cli):
             # As real processes, side by side: each waits briefly for the lock, then fails.
             t0 = time.monotonic()
@@ -584,7 +614,8 @@ def test_busy_run_exits_4(cli, waiting_run):
                     "cancel": ["cancel", waiting_run[:8], "--reason", "x"],
                     "limits": ["limits", waiting_run, "--set", "max_iterations=9"],
                     "tick": ["tick", running],
-                    "emit": ["emit", f"approval:{waiting_run}", "--answer", "approve", "--json"],
+                    "emit": ["emit", "ci:web:1.0.0", "--set", "status=green", "--no-keep",
+                             "--json"],
                 }.items()
             }
             results = {}
@@ -598,8 +629,8 @@ def test_busy_run_exits_4(cli, waiting_run):
             assert_one_line_error(results["tick"], 4, running, "is busy in another process")
             emit = results["emit"]
             assert emit.exit_code == 4, emit.output
-            assert f"run {waiting_run} is busy" in emit.stderr and "Traceback" not in emit.stderr
-            assert emit.json() == []
+            assert f"run {gate} is busy" in emit.stderr and "Traceback" not in emit.stderr
+            assert emit.json() == {"event": None, "delivered": [], "busy": [gate]}
             # In-process too, with the --json error document.
             r = cli("tick", running, "--json")
             assert_one_line_error(r, 4, running, "busy")

@@ -270,6 +270,19 @@ def answer_command(run: RunState) -> Optional[str]:
     if w is None:
         return None
     rid = run.run_id
+    if w.reason == WaitReason.USER and w.schema is not None:
+        from ..ops.answers import form_fields
+
+        fields = [f for f in form_fields(w.schema) if f.required]
+        if fields:
+            sets = []
+            for f in fields:
+                value = f.enum[0] if f.enum is not None else f.default if f.has_default else {
+                    "number": "NUMBER", "integer": "NUMBER", "boolean": "true"}.get(
+                        (f.types or [""])[0], "TEXT")
+                text = value if isinstance(value, str) else json.dumps(value)
+                sets.append(f"--set {shlex.quote(f'{f.name}={text}')}")
+            return f"abstractrt resume {rid} " + " ".join(sets) + f"   (or: abstractrt answer {rid})"
     if w.reason == WaitReason.USER:
         example = w.choices[0] if w.choices else "TEXT"
         return f"abstractrt resume {rid} --answer {shlex.quote(example)}"
@@ -309,6 +322,7 @@ def wait_fields(run: RunState) -> List[Tuple[str, str]]:
     if w.until:
         due = ago(w.until)
         out_.append(("Due", f"{clock(w.until)} ({'due now' if due.endswith('ago') else due})"))
+    out_.extend(human_wait_fields(run, since))
     details = dict(w.details or {})
     retry = details.pop("retry", None)
     if retry:
@@ -324,6 +338,77 @@ def wait_fields(run: RunState) -> List[Tuple[str, str]]:
     elif details and w.reason != WaitReason.UNTIL:
         out_.append(("Details", compact(details, 200)))
     return out_
+
+
+def human_wait_fields(run: RunState, since: str) -> List[Tuple[str, str]]:
+    """PRODUCT §8 for people: the deadline (local time, time left) and what happens then,
+    who may answer, the reminders, the fields the payload needs."""
+    w = run.waiting
+    assert w is not None
+    out_: List[Tuple[str, str]] = []
+    if w.deadline:
+        left = ago(w.deadline)
+        when = (f"{left[3:]} left" if left.startswith("in ")
+                else f"passed {left}; the next tick acts on it")
+        out_.append(("Deadline", f"{clock(w.deadline)} ({when})"))
+        out_.append(("Then", on_timeout_text(w.on_timeout)))
+    if w.allowed_actors:
+        out_.append(("Who may answer", ", ".join(w.allowed_actors)))
+    if w.remind_every:
+        from ..ops.queries import next_reminder
+
+        nxt = next_reminder(since, w.remind_every, deadline=w.deadline)
+        out_.append(("Reminders", f"every {w.remind_every}; "
+                     + (f"next {clock(nxt)} ({ago(nxt)})" if nxt else "none left before the deadline")))
+    if w.schema is not None:
+        out_.append(("Payload", schema_text(w.schema)))
+    return out_
+
+
+def on_timeout_text(spec: Any) -> str:
+    """What a deadline does, for people."""
+    if isinstance(spec, dict) and "answer" in spec:
+        return f"answered {spec['answer']!r} by the deadline"
+    if isinstance(spec, dict) and "payload" in spec:
+        return f"resumed by the deadline with {compact(spec['payload'], 80)}"
+    if isinstance(spec, dict) and "goto" in spec:
+        return f"escalates: goes on at node {spec['goto']!r}"
+    return "the run fails"
+
+
+def schema_text(schema: Dict[str, Any]) -> str:
+    """An object schema's fields in order (type or values, required, default); any other
+    schema as JSON."""
+    from ..ops.answers import form_fields
+
+    fields = form_fields(schema)
+    if not fields:
+        return "must match " + compact(schema, 120)
+    parts = []
+    for f in fields:
+        what = ("one of " + "/".join(str(v) for v in f.enum)) if f.enum is not None \
+            else "/".join(f.types) or "any"
+        extra = [what] + (["required"] if f.required else []) + (
+            [f"default {json.dumps(f.default, ensure_ascii=False)[:30]}"] if f.has_default else [])
+        parts.append(f"{f.name} ({', '.join(extra)})")
+    return "\n".join(parts)
+
+
+def dry_run_table(moves: Sequence[Any]) -> Table:
+    """``tick --all --dry-run``: each run that would move, and why."""
+    t = Table(columns=["run", "workflow", "node", "why", "detail"])
+    for m in moves:
+        run, w = m.run, m.run.waiting
+        detail = ""
+        if m.reason == "deadline due" and w is not None:
+            detail = f"deadline {clock(w.deadline)}; then {on_timeout_text(w.on_timeout)}"
+        elif m.reason in ("timer due", "retry due") and w is not None and w.until:
+            detail = f"due {clock(w.until)}"
+        elif m.reason == "child ended" and w is not None:
+            detail = f"child {short((w.details or {}).get('sub_run_id') or '')}"
+        t.rows.append([short(m.run_id), run.workflow_id, run.current_node, m.reason, detail])
+        t.styles.append(None)
+    return t
 
 
 def waiting_card(run: RunState) -> Card:

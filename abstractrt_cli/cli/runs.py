@@ -87,16 +87,32 @@ def tick_cmd(
         help="With --all: print nothing when nothing moved. With RUN: print no card "
              "(the exit code tells; warnings and errors still go to stderr).")] = False,
     max_steps: MaxStepsOption = 100,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="With --all: list what would move and why; change nothing.")] = False,
 ) -> int:
     """Progress one run (or, with --all, every run that can move) until it blocks or ends.
 
     Example: abstractrt tick 1a2b3c4d    |   crontab: * * * * * abstractrt tick --all --quiet
+
+    Rehearse: abstractrt tick --all --dry-run  (what would move, and why)
     """
     from ..ops import runs as ops
 
     if all_runs == (run is not None):
         raise UsageError("give a RUN or --all (not both)")
+    if dry_run and not all_runs:
+        raise UsageError("--dry-run goes with --all")
     s = call.session()
+    if dry_run:
+        moves, problems = ops.tick_all_plan(s)
+        warn([f"error: {e}" for e in problems])
+        if call.json:
+            render.print_json([{"run_id": m.run_id, "reason": m.reason} for m in moves])
+        elif moves:
+            render.Printer().table(render.dry_run_table(moves))
+        elif not quiet:
+            render.Printer().line("tick --all --dry-run: nothing would move")
+        return result_exit(errors=len(problems))
     if run is not None:
         outcome = ops.tick(s, run, max_steps=max_steps)
         if call.json or not quiet:

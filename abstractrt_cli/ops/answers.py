@@ -4,11 +4,18 @@ Both drivers answer through the kernel's one rule for choices
 (``core.answers.match_choice``, PRODUCT.md §4a): an answer matches a choice exactly, or
 case-insensitively when exactly one choice matches, and is stored as the choice is
 written. Interactively, a menu number picks a choice too.
+
+PRODUCT §8: a prompt whose ``allowed_actors`` leave the acting actor out is skipped, and
+said so; a payload is checked against the wait's JSON Schema by the kernel; a prompt
+with an object schema is asked field by field (``form_fields``); ``rehearse`` says what
+a rules file would answer now, changing nothing.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set
@@ -17,15 +24,16 @@ from ..core.answers import match_choice
 from ..core.models import RunState, RunStatus, WaitReason
 from ..errors import (
     AbstractRTError,
+    ActorNotAllowedError,
     AnswerScriptError,
     InvalidChoiceError,
     MenuNumberError,
     NoPromptError,
+    PayloadError,
     PromptMovedOnError,
     RunNotWaitingError,
     WaitKeyMismatchError,
 )
-from ..settings import current_actor
 from .session import Outcome, Session, hinted, waiting_since
 
 
@@ -168,10 +176,12 @@ class AnswerReport:
     unmatched: List[Dict[str, Any]] = field(default_factory=list)
     failed_runs: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    # Prompts a rule matched that the acting actor may not answer (allowed_actors).
+    skipped: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_jsonable(self) -> Dict[str, Any]:
         return {"answered": self.answered, "errors": self.errors, "unmatched": self.unmatched,
-                "warnings": self.warnings}
+                "skipped": self.skipped, "warnings": self.warnings}
 
 
 MAX_SCRIPTED_ANSWERS = 1000
@@ -224,7 +234,7 @@ def answer_with_rules(s: Session, rules: List[AnswerRule], *, scope_run_id: Opti
     report = AnswerReport()
     rt = s.runtime()
     tried: Set[tuple] = set()
-    actor = current_actor()
+    actor = s.actor()
     while len(report.answered) < MAX_SCRIPTED_ANSWERS:
         progressed = False
         for run in pending_prompts(s, scope_run_id=scope_run_id):
@@ -247,6 +257,12 @@ def answer_with_rules(s: Session, rules: List[AnswerRule], *, scope_run_id: Opti
                                   expect_step=run.effect_seq)
             except (RunNotWaitingError, PromptMovedOnError, WaitKeyMismatchError):
                 continue  # answered elsewhere meanwhile: the next pass sees the new prompt
+            except ActorNotAllowedError as exc:
+                # Someone else's prompt: not an error of the script (nothing changed).
+                report.skipped.append({"run_id": run.run_id, "prompt": w.prompt,
+                                       "wait_key": w.wait_key, "rule": rule.index + 1,
+                                       "why": str(exc)})
+                continue
             except AbstractRTError as exc:
                 report.errors.append(f"run {run.run_id[:8]}, prompt {w.prompt!r}: {exc}")
                 continue
@@ -270,7 +286,244 @@ def answer_with_rules(s: Session, rules: List[AnswerRule], *, scope_run_id: Opti
     return report
 
 
+# ---------------------------------------------------------------------------- rehearsal
+
+
+@dataclass
+class Rehearsal:
+    """What ``answer --script FILE --dry-run`` found: the answers a rule would give now,
+    the prompts the actor may not answer, the answers that would be refused."""
+
+    answers: List[Dict[str, Any]] = field(default_factory=list)
+    skipped: List[Dict[str, Any]] = field(default_factory=list)
+    refused: List[str] = field(default_factory=list)
+    unmatched: List[Dict[str, Any]] = field(default_factory=list)
+    rules: Dict[int, str] = field(default_factory=dict)  # rule number -> its description
+
+
+@hinted
+def rehearse(s: Session, rules: List[AnswerRule], *, run_ref: Optional[str] = None) -> Rehearsal:
+    """For each prompt waiting now that a rule matches: the run, the prompt, the rule and
+    the payload it would be answered with (choices matched, schema and actor checked by
+    the kernel's ``check_resume``). Nothing is locked, resumed or written; prompts that
+    answering would bring about later are not known yet, so not listed."""
+    scope = _prompts_of(s, run_ref)
+    rt = s.runtime()
+    actor = s.actor()
+    out = Rehearsal(rules={r.index + 1: r.describe() for r in rules})
+    for run in pending_prompts(s, scope_run_id=scope):
+        w = run.waiting
+        assert w is not None
+        rule = next((r for r in rules if r.matches(run)), None)
+        if rule is None:
+            out.unmatched.append({"run_id": run.run_id, "prompt": w.prompt, "wait_key": w.wait_key})
+            continue
+        try:
+            payload = rt.check_resume(run, wait_key=w.wait_key, payload=dict(rule.payload),
+                                      actor_id=actor)
+        except ActorNotAllowedError as exc:
+            out.skipped.append({"run_id": run.run_id, "prompt": w.prompt, "rule": rule.index + 1,
+                                "why": str(exc)})
+            continue
+        except AbstractRTError as exc:
+            out.refused.append(f"run {run.run_id[:8]}, prompt {w.prompt!r}, {rule.describe()}: {exc}")
+            continue
+        out.answers.append({"run_id": run.run_id, "prompt": w.prompt, "rule": rule.index + 1,
+                            "payload": payload})
+    return out
+
+
+# ---------------------------------------------------------------------------- forms
+
+
+class FieldValueError(ValueError):
+    """What a person typed for one field of a form is not a value it takes (asked again)."""
+
+
+_TRUE = {"y", "yes", "true", "t", "1", "on"}
+_FALSE = {"n", "no", "false", "f", "0", "off"}
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+@dataclass
+class FormField:
+    """One property of an object schema, as interactive ``answer`` asks for it."""
+
+    name: str
+    schema: Dict[str, Any]
+    index: int
+    required: bool = False
+    has_default: bool = False
+    default: Any = None
+
+    @property
+    def types(self) -> List[str]:
+        t = self.schema.get("type")
+        types = [t] if isinstance(t, str) else [x for x in t if isinstance(x, str)] if isinstance(t, list) else []
+        return [x for x in types if x != "null"] or types
+
+    @property
+    def enum(self) -> Optional[List[Any]]:
+        if isinstance(self.schema.get("enum"), list) and self.schema["enum"]:
+            return list(self.schema["enum"])
+        if "const" in self.schema:
+            return [self.schema["const"]]
+        return None
+
+    @property
+    def description(self) -> Optional[str]:
+        d = self.schema.get("description") or self.schema.get("title")
+        return str(d) if d else None
+
+    def kind(self) -> str:
+        """What to type, for the prompt: ``number``, ``yes/no``, ``1-3 or the value``…"""
+        if self.enum is not None:
+            return f"1–{len(self.enum)} or the value" if len(self.enum) > 1 else "1 or the value"
+        t = self.types[0] if self.types else None
+        return {"integer": "whole number", "number": "number", "boolean": "yes/no",
+                "string": "text", "array": "JSON array", "object": "JSON object"}.get(t or "", "value")
+
+    def parse(self, text: str) -> Any:
+        """The value typed, checked as its type says; FieldValueError says why not."""
+        text = text.strip()
+        enum = self.enum
+        if enum is not None:
+            if _INTEGER.match(text) and 1 <= int(text) <= len(enum) and not any(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in enum):
+                return enum[int(text) - 1]
+            exact = [v for v in enum if isinstance(v, str) and v == text]
+            folded = [v for v in enum if isinstance(v, str) and v.casefold() == text.casefold()]
+            if exact or len(folded) == 1:
+                return (exact or folded)[0]
+            typed = _json_or_none(text)
+            if typed is not _NOTHING and any(typed == v and type(typed) is type(v) for v in enum):
+                return typed
+            if _INTEGER.match(text) and 1 <= int(text) <= len(enum):
+                return enum[int(text) - 1]
+            shown = ", ".join(json.dumps(v, ensure_ascii=False) for v in enum)
+            raise FieldValueError(f"{self.name}: {text!r} is not one of {shown} "
+                                  f"(pick 1–{len(enum)} or type the value)")
+        problems = []
+        for t in self.types or [None]:
+            try:
+                return _parse_as(t, text)
+            except FieldValueError as exc:
+                problems.append(str(exc))
+        raise FieldValueError(f"{self.name}: " + "; or ".join(problems))
+
+
+_NOTHING = object()
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _NOTHING
+
+
+def _parse_as(t: Optional[str], text: str) -> Any:
+    if t == "string":
+        return text
+    if t == "boolean":
+        if text.casefold() in _TRUE:
+            return True
+        if text.casefold() in _FALSE:
+            return False
+        raise FieldValueError(f"expected yes or no, not {text!r}")
+    if t == "integer":
+        if _INTEGER.match(text):
+            return int(text)
+        raise FieldValueError(f"expected a whole number, not {text!r}")
+    if t == "number":
+        if _INTEGER.match(text):
+            return int(text)
+        try:
+            value = float(text)
+        except ValueError:
+            raise FieldValueError(f"expected a number, not {text!r}") from None
+        if not math.isfinite(value):
+            raise FieldValueError(f"expected a finite number, not {text!r}")
+        return value
+    if t == "null":
+        if text in ("", "null"):
+            return None
+        raise FieldValueError(f"expected null, not {text!r}")
+    value = _json_or_none(text)
+    if t == "array":
+        if isinstance(value, list):
+            return value
+        raise FieldValueError(f"expected a JSON array like [1, 2], not {text!r}")
+    if t == "object":
+        if isinstance(value, dict):
+            return value
+        raise FieldValueError(f"expected a JSON object like {{\"a\": 1}}, not {text!r}")
+    return text if value is _NOTHING else value  # no type: JSON if it reads as JSON, else text
+
+
+def form_fields(schema: Optional[Dict[str, Any]]) -> List[FormField]:
+    """The fields of an object schema in ``properties`` order (none for any other schema:
+    such a prompt is answered as text, ``{"response": TEXT}``)."""
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        return []
+    props = schema.get("properties")
+    if not isinstance(props, dict) or not props:
+        return []
+    required = set(schema.get("required") or [])
+    out = []
+    for i, (name, sub) in enumerate(props.items()):
+        sub = sub if isinstance(sub, dict) else {}
+        out.append(FormField(name=str(name), schema=sub, index=i, required=name in required,
+                             has_default="default" in sub, default=sub.get("default")))
+    return out
+
+
+def check_field(schema: Dict[str, Any], f: FormField, value: Any) -> None:
+    """The field's own constraints (``maximum``, ``minLength``, ``pattern``...) checked as
+    soon as it is typed: the object with just this field, against the whole schema, keeps
+    the errors under this field (so ``$ref`` and ``$defs`` work)."""
+    from jsonschema import Draft202012Validator
+
+    errors = [e for e in Draft202012Validator(schema).iter_errors({f.name: value})
+              if list(e.absolute_path)[:1] == [f.name]]
+    if errors:
+        errors.sort(key=lambda e: (list(e.absolute_path), e.message))
+        raise FieldValueError(f"{f.name}: {errors[0].message}")
+
+
+def ask_form(run: RunState, fields: List[FormField],
+             ask_field: Callable[[RunState, FormField, Optional[str]], str],
+             error: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """Ask each field in turn; the payload, or None when the person skipped the prompt (an
+    empty answer to a required field that has no default). An empty answer takes the
+    default, or leaves an optional field out. ``error`` (from a refused whole payload) is
+    shown with the first field."""
+    w = run.waiting
+    assert w is not None and w.schema is not None
+    values: Dict[str, Any] = {}
+    for f in fields:
+        while True:
+            text = ask_field(run, f, error)
+            error = None
+            if not text.strip():
+                if f.has_default:
+                    values[f.name] = f.default
+                elif f.required:
+                    return None
+                break
+            try:
+                value = f.parse(text)
+                check_field(w.schema, f, value)
+            except FieldValueError as exc:
+                error = str(exc)
+                continue
+            values[f.name] = value
+            break
+    return values
+
+
 # ---------------------------------------------------------------------------- interactive
+
 
 
 def interpret_answer(run: RunState, text: str) -> Dict[str, Any]:
@@ -307,6 +560,7 @@ def answer_interactively(
     s: Session,
     ask: Callable[[RunState, Optional[str]], Optional[str]],
     *,
+    ask_field: Optional[Callable[[RunState, FormField, Optional[str]], str]] = None,
     scope_run_id: Optional[str] = None,
     run_ref: Optional[str] = None,
     max_steps: int = 100,
@@ -314,14 +568,20 @@ def answer_interactively(
 ) -> InteractiveReport:
     """Walk the waiting prompts; ``ask(run, error)`` returns the typed text (None skips).
 
-    ``ask`` raising ``EOFError`` (Ctrl-D) ends the session: that prompt counts as
-    skipped and nothing more is asked. An invalid answer is asked again with the reason;
-    prompts that appear as a result of an answer (the next question of the same run) are
-    walked too.
+    A prompt with an object schema is asked field by field with ``ask_field(run, field,
+    error)`` when it is given (``ask_form``). ``ask``/``ask_field`` raising ``EOFError``
+    (Ctrl-D) ends the session: that prompt counts as skipped and nothing more is asked.
+    An invalid answer (not a choice, not matching the schema) is asked again with the
+    reason; a prompt the acting actor may not answer is skipped, with a notice; prompts
+    that appear as a result of an answer (the next question of the same run) are walked
+    too.
     """
+    from ..core.waits import check_actor
+
     if run_ref is not None:
         scope_run_id = _prompts_of(s, run_ref)
     rt = s.runtime()
+    actor = s.actor()
     report = InteractiveReport()
     skipped: Set[tuple] = set()
     notices: List[str] = []
@@ -338,29 +598,46 @@ def answer_interactively(
         # conversation at a time rather than jumping between runs.
         last = report.outcomes[-1].run.run_id if report.outcomes else None
         run = next((r for r in queue if r.run_id == last), queue[0])
-        prompt = run.waiting.prompt if run.waiting else None
+        w = run.waiting
+        assert w is not None
+        prompt = w.prompt
+        try:
+            check_actor(w, actor, run_id=run.run_id)
+        except ActorNotAllowedError as exc:
+            skipped.add((run.run_id, run.effect_seq))
+            report.skipped.append({"run_id": run.run_id, "workflow_id": run.workflow_id,
+                                   "prompt": prompt, "why": str(exc)})
+            notices.append(f"skipped run {run.run_id[:8]} ({prompt!r}): {exc}")
+            continue
+        fields = form_fields(w.schema) if ask_field is not None else []
         error: Optional[str] = None
         while True:
             try:
-                text = ask(run, error)
+                if fields:
+                    assert ask_field is not None
+                    payload = ask_form(run, fields, ask_field, error)
+                else:
+                    text = ask(run, error)
+                    payload = None if text is None else interpret_answer(run, text)
             except EOFError:
                 report.skipped.append({"run_id": run.run_id, "workflow_id": run.workflow_id,
                                        "prompt": prompt})
                 report.ended_by_eof = True
                 return report
-            if text is None:
+            except InvalidChoiceError as exc:
+                error = str(exc)
+                continue
+            if payload is None:
                 skipped.add((run.run_id, run.effect_seq))
                 report.skipped.append({"run_id": run.run_id, "workflow_id": run.workflow_id,
                                        "prompt": prompt})
                 break
             try:
-                payload = interpret_answer(run, text)
                 warnings = s.workflow_warnings(run)
-                after = rt.resume(run_id=run.run_id, payload=payload,
-                                  wait_key=run.waiting.wait_key if run.waiting else None,
-                                  max_steps=max_steps, actor_id=current_actor(),
+                after = rt.resume(run_id=run.run_id, payload=payload, wait_key=w.wait_key,
+                                  max_steps=max_steps, actor_id=actor,
                                   expect_step=run.effect_seq)
-            except InvalidChoiceError as exc:
+            except (InvalidChoiceError, PayloadError) as exc:  # a SchemaError is a PayloadError
                 error = str(exc)
                 continue
             except (RunNotWaitingError, PromptMovedOnError, WaitKeyMismatchError):
@@ -371,6 +648,7 @@ def answer_interactively(
                 break
             report.outcomes.append(Outcome(after, warnings))
             report.answered.append({"run_id": run.run_id, "workflow_id": run.workflow_id,
-                                    "prompt": prompt, "response": payload.get("response"),
+                                    "prompt": prompt,
+                                    "response": payload if fields else payload.get("response"),
                                     "status": after.status.value})
             break

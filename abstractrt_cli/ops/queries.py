@@ -29,6 +29,26 @@ def waiting(s: Session, *, workflow_id: Optional[str] = None,
     return runs
 
 
+def next_reminder(since: str, every: str, *, deadline: Optional[str] = None,
+                  now: Optional[datetime] = None) -> Optional[str]:
+    """When the next reminder of a wait is due (UTC ISO): the first ``since + k * every``
+    (k = 1, 2, ...) after ``now``; None when it would come at or after the deadline."""
+    from ..core.timeutil import parse_duration, parse_timestamp
+
+    step = parse_duration(every)
+    start = parse_timestamp(since)
+    now = now or datetime.now(timezone.utc)
+    if step.total_seconds() <= 0:
+        return None
+    k = max(1, int((now - start) / step) + 1)
+    nxt = start + k * step
+    if nxt <= now:  # rounding of the division: the next one is strictly later
+        nxt += step
+    if deadline and nxt >= parse_timestamp(deadline):
+        return None
+    return nxt.astimezone(timezone.utc).isoformat()
+
+
 def _load_quietly(s: Session, run_id: Optional[str]) -> Optional[RunState]:
     if not run_id:
         return None

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tupl
 
 from ..core.models import RunState, RunStatus
 from ..errors import AbstractRTError, CorruptRunError, RunBusyError, UnknownWorkflowError
-from ..settings import current_actor
 from .session import Outcome, Session, hinted
 
 if TYPE_CHECKING:
@@ -61,11 +60,11 @@ def start(s: Session, workflow_id: str, *, vars: Dict[str, Any], tick: bool = Tr
     s.creates_runs = True
     rt = s.runtime()
     if tick:  # one checkpoint for the start and its first wait (Runtime.start_and_tick)
-        run = rt.start_and_tick(workflow=entry.spec, vars=vars, actor_id=current_actor(),
+        run = rt.start_and_tick(workflow=entry.spec, vars=vars, actor_id=s.actor(),
                                 max_steps=max_steps)
         run_id = run.run_id
     else:
-        run_id = rt.start(workflow=entry.spec, vars=vars, actor_id=current_actor())
+        run_id = rt.start(workflow=entry.spec, vars=vars, actor_id=s.actor())
         run = rt.get_state(run_id)
     wake_workers(s, run_id)
     report = None
@@ -110,6 +109,21 @@ def runnable(rt: Any, on_corrupt: Callable[[CorruptRunError], None]) -> List[Tup
     """The runs that can move now, as (run id, reason): the kernel decides (``tick --all``
     and the worker ask the same question)."""
     return [(r.run_id, r.reason) for r in rt.runnable(rt.now(), on_corrupt=on_corrupt)]
+
+
+@hinted
+def tick_all_plan(s: Session) -> Tuple[List[Any], List[str]]:
+    """``tick --all --dry-run``: the runs that would move now and why (the kernel's
+    ``runnable``: running, timer due, deadline due, retry due, child ended), and the
+    problems met (corrupt runs); nothing is locked, ticked or written."""
+    problems: List[str] = []
+
+    def corrupt(exc: CorruptRunError) -> None:
+        if str(exc) not in problems:
+            problems.append(str(exc))
+
+    rt = s.runtime(lock_timeout=0)
+    return list(rt.runnable(rt.now(), on_corrupt=corrupt)), problems
 
 
 @hinted
@@ -181,10 +195,12 @@ def resume(s: Session, ref: str, payload: Dict[str, Any], *, wait_key: Optional[
            max_steps: int = 100) -> Outcome:
     run = s.load_run(ref)
     rt = s.runtime()
-    rt.check_resume(run, wait_key=wait_key, payload=payload)  # precise refusal, nothing loaded
+    actor = s.actor()
+    # Precise refusals (wait key, choices, schema, who may answer) before anything is loaded.
+    rt.check_resume(run, wait_key=wait_key, payload=payload, actor_id=actor)
     warnings = s.workflow_warnings(run)
     after = rt.resume(run_id=run.run_id, payload=payload, wait_key=wait_key,
-                      max_steps=max_steps, actor_id=current_actor())
+                      max_steps=max_steps, actor_id=actor)
     wake_workers(s, run.run_id)
     return Outcome(after, warnings + still_running_hint(after, f"stopped after --max-steps {max_steps}"))
 
@@ -217,7 +233,7 @@ def cancel(s: Session, ref: str, *, reason: Optional[str] = None) -> CancelResul
         return CancelResult(run, warnings=[
             f"run {run.run_id[:8]} is already {run.status.value}; left as it is"])
     children = _unfinished_descendants(s, run.run_id)
-    after = s.runtime().cancel_run(run.run_id, reason=reason, actor_id=current_actor())
+    after = s.runtime().cancel_run(run.run_id, reason=reason, actor_id=s.actor())
     cancelled = []
     for child_id in children:
         child = s.run_store.load(child_id)
@@ -232,7 +248,7 @@ def limits(s: Session, ref: str, updates: Dict[str, Any]) -> Dict[str, Any]:
     run = s.load_run(ref)
     rt = s.runtime()
     if updates:
-        run = rt.update_limits(run.run_id, updates, actor_id=current_actor())
+        run = rt.update_limits(run.run_id, updates, actor_id=s.actor())
     return {"run_id": run.run_id, "limits": run.vars.get("_limits") or {},
             "status": rt.get_limit_status(run.run_id)}
 
