@@ -20,6 +20,8 @@ code part ways (``--snapshot`` forks need no replay: the snapshot holds the stat
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import mimetypes
 import os
@@ -171,7 +173,10 @@ def fork(s: Session, ref: str, *, at: Optional[int] = None,
         if at >= count:
             raise LedgerSeqError(rid, at, count).with_hint(f"see `abstractrt ledger {rid}`")
         warnings += s.workflow_warnings(source)  # the replay needs the workflow
-        new = rt.fork(rid, at_seq=at, actor_id=current_actor())
+        # The replay runs the source's node code again: what it prints was printed (and
+        # kept in the source's log) the first time, so it is not echoed twice.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            new = rt.fork(rid, at_seq=at, actor_id=current_actor())
     else:
         assert snapshot_name is not None
         snap = s.stores.need("snapshots").get_snapshot(rid, snapshot_name)
@@ -353,9 +358,12 @@ def import_(s: Session, path: str) -> Dict[str, Any]:
 
     bundle = read_bundle(path)
     if s.store_missing():
-        # No data dir yet: check the whole bundle against the empty stores it reads as
-        # (in memory) first, so that a refused bundle does not even create the data dir.
-        import_bundle(s.stores, bundle)
+        # No data dir yet: import into a scratch store in memory first (every check
+        # import_bundle makes, none of them against anything here), so that a refused
+        # bundle does not even create the data dir.
+        from ..storage import memory_stores
+
+        import_bundle(memory_stores(), bundle)
         s.close()
         s.__dict__.pop("stores", None)
     s.creates_runs = True
