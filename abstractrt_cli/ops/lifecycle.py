@@ -483,13 +483,14 @@ class _Doctor:
         self.problems.append(Problem(*args, **kwargs))
 
     def run_all(self) -> None:
+        # Temp files first: listing every run file may clean up the oldest ones itself.
+        self.store_temp_files()
         self.read_everything()
         self.workflows()
         self.parents_on_ended_children()
         self.overdue()
         self.heartbeats()
         self.index_drift()
-        self.store_temp_files()
 
     # -- unreadable files (every run and ledger, and the listing of every other part)
 
@@ -691,7 +692,7 @@ class _Doctor:
         root = self.st.location
         cutoff = time.time() - TEMP_FILE_AGE.total_seconds()
         found = []
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, _dirnames, filenames in os.walk(root):
             for fn in filenames:
                 if not (fn.startswith(".") and fn.endswith(".tmp")):
                     continue
@@ -719,15 +720,20 @@ class _Doctor:
         kinds = {p.kind for p in self.problems}
         if "temp_files" in kinds:
             removed = []
+            root = self.st.location
             for path in self.temp_files:
                 try:
                     os.unlink(path)
-                    removed.append(path)
                 except FileNotFoundError:
-                    pass
+                    pass  # gone already (the store cleans up the oldest ones itself)
+                except OSError as exc:  # left for a person (it is reported again below)
+                    done.append(f"could not remove {os.path.relpath(path, root)}: "
+                                f"{exc.strerror or exc}")
+                    continue
+                removed.append(path)
             if removed:
                 done.append(f"removed {len(removed)} temp file{'s' if len(removed) != 1 else ''}: "
-                            + ", ".join(os.path.relpath(p, self.st.location) for p in removed))
+                            + ", ".join(os.path.relpath(p, root) for p in removed))
         if "index_drift" in kinds:
             counts = self.st.reindex()
             done.append(f"rebuilt the query index: {counts.get('runs', 0)} runs indexed, "

@@ -5,7 +5,7 @@ from abstractrt_cli import StepPlan, WorkflowSpec
 
 def talk(run, ctx):
     line = "x" * 1023
-    for i in range(int(run.vars.get("kib", 1))):
+    for _ in range(int(run.vars.get("kib", 1))):
         print(line)
     print("the last line")
     return StepPlan("talk", complete_output={})
