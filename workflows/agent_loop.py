@@ -107,7 +107,7 @@ def observe(run, ctx):
     v["messages"].append({"role": "assistant", "content": reply.get("content"), "tool_calls": [
         {"id": r["call_id"], "type": "function",
          "function": {"name": r["name"], "arguments": json.dumps(_arguments(c))}}
-        for c, r in zip(reply["tool_calls"], v["tools"]["results"])]})
+        for c, r in zip(reply["tool_calls"], v["tools"]["results"], strict=True)]})
     for r in v["tools"]["results"]:
         told = r["output"] if r["success"] else {"error": r["error"]}
         v["messages"].append({"role": "tool", "tool_call_id": r["call_id"],
