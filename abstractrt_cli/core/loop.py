@@ -193,14 +193,19 @@ class RunOp:
             raise LedgerMismatchError(self.run.run_id, "its history does not replay to the "
                                       f"record asked for (the workflow's code changed at {rec.node_id!r}?)")
         if self._commit is not None or self._append_many is not None:
-            from ..storage.chain import chain_record
-
             # A buffered record is written later: freeze what it says now (its result may
             # be the very dict the run's vars hold, which the next nodes may change).
-            rec.result, rec.effect = json_copy(rec.result), json_copy(rec.effect)
-            chained = chain_record(rec.to_jsonable(), seq=self.head[0], prev_hash=self.head[1])
+            rec.result, rec.effect = json_copy([rec.result, rec.effect])
             self._buffer.append(rec)
-            self.head = (self.head[0] + 1, chained["record_hash"])
+            if self._commit is not None:
+                # Signing needs the head before the commit that makes it: chain here what
+                # the store will chain the same way.
+                from ..storage.chain import chain_record
+
+                chained = chain_record(rec.to_jsonable(), seq=self.head[0], prev_hash=self.head[1])
+                self.head = (self.head[0] + 1, chained["record_hash"])
+            else:
+                self.head = (self.head[0] + 1, None)  # the hash is known at the flush
             return
         stored = self.rt.ledger_store.append(rec)
         self.head = (stored["seq"] + 1, stored["record_hash"])
@@ -214,8 +219,9 @@ class RunOp:
             self._commit(self._buffer, None)
         else:
             stored = self._append_many(self._buffer)
-            if (stored[-1]["seq"] + 1, stored[-1]["record_hash"]) != self.head:
+            if stored[-1]["seq"] + 1 != self.head[0]:
                 raise LedgerMismatchError(self.run.run_id, "the ledger changed while the run was locked")
+            self.head = (self.head[0], stored[-1]["record_hash"])
         self._buffer = []
 
     def _digest(self) -> str:
@@ -242,6 +248,8 @@ class RunOp:
                                      result={"status": run.status.value}, digest=digest))
             self.head_digest = digest
         run.updated_at = self.rt._now_iso()
+        if self._commit is None:
+            self.flush()  # the records first: the head they make is the checkpoint's
         run.ledger_count, run.ledger_head = self.head
         key = self.rt.config.signing_key
         run.checkpoint_sig = sign_checkpoint(key, run.run_id, *self.head, digest) if key else None
@@ -249,11 +257,12 @@ class RunOp:
             self._commit(self._buffer, run)
             self._buffer = []
         else:
-            self.flush()
             self.rt.run_store.save(run)
         self.dirty = False
         self.unsaved = False
         self.effects_since_save = 0
+        if self.rt._on_transition is None:
+            return
         key = _transition_key(run)
         if key != self._last_saved:
             self._last_saved = key
