@@ -342,3 +342,17 @@ def test_a_timeout_is_retried(world, srv):
     assert run["status"] == "completed" and run["output"]["answer"] == "late but fine"
     (failed, done) = effects(world.ledger(run["run_id"]), "llm_call")
     assert "timeout" in failed["error"] and done["status"] == "completed"
+
+
+# ---------------------------------------------------------------------------- the bench runs
+
+
+def test_the_llm_bench_runs(tmp_path):
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "llm.py"
+    cp = subprocess.run([sys.executable, str(bench), "--calls", "10", "--repeat", "1", "--dir", str(tmp_path)],
+                        capture_output=True, text=True, timeout=300)
+    assert cp.returncode == 0, cp.stderr
+    assert "runtime overhead per call beyond the round trip, file store" in cp.stdout
