@@ -616,6 +616,8 @@ def limits_line(st: Dict[str, Any]) -> str:
 def limits_table(data: Dict[str, Any]) -> Table:
     t = Table(columns=["limit", "value"], title=f"limits of run {data['run_id']}")
     for k, v in sorted(data["limits"].items()):
+        if k.startswith("_"):  # bookkeeping (what a person let pass), not a limit
+            continue
         t.rows.append([k, "null" if v is None else str(v)])
     return t
 

@@ -90,7 +90,7 @@ def reached_limit(run: RunState) -> Optional[tuple]:
     """(limit, used, max) of a limit the run has reached and no person has let it pass
     at this amount yet; None otherwise."""
     limits = run.vars.get("_limits") or {}
-    ack = limits.get("acknowledged") or {}
+    ack = limits.get("_acknowledged") or {}
     for limit, used_key, max_key, default in (
             ("iterations", "current_iteration", "max_iterations", DEFAULT_MAX_ITERATIONS),
             ("tokens", "estimated_tokens_used", "max_tokens", DEFAULT_MAX_TOKENS)):

@@ -356,7 +356,7 @@ class RunOp:
                                 result={"reason": run.error, "was": "waiting"},
                                 actor_id=actor_id, checkpoint=True)
             else:
-                limits["acknowledged"] = {"current_iteration": limits.get("current_iteration", 0),
+                limits["_acknowledged"] = {"current_iteration": limits.get("current_iteration", 0),
                                           "estimated_tokens_used": limits.get("estimated_tokens_used", 0)}
             return
         approval = details.get("tool_approval")
