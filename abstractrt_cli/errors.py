@@ -235,6 +235,20 @@ class LedgerVerifyError(AbstractRTError):
         self.report = report
 
 
+class SnapshotMismatchError(LedgerVerifyError):
+    """A snapshot whose ledger head is not the source run's record at that point."""
+
+    code = "snapshot_mismatch"
+
+    def __init__(self, run_id: str, name: str, seq: int) -> None:
+        AbstractRTError.__init__(
+            self, f"snapshot {name!r} of run {run_id} does not match the run's ledger at "
+                  f"record {seq} (the snapshot or the ledger was changed)")
+        self.run_id = run_id
+        self.name = name
+        self.report = {"ok": False, "first_bad_index": seq}
+
+
 class LimitsError(AbstractRTError, ValueError):
     """An unknown limit key or a value of the wrong type."""
 

@@ -39,9 +39,9 @@ from ..errors import (
     DuplicateWorkflowError,
     InputFileError,
     LedgerSeqError,
-    LedgerVerifyError,
     RunNotFailedError,
     SnapshotExistsError,
+    SnapshotMismatchError,
     SnapshotNotFoundError,
     UnknownNodeError,
     UnknownRunError,
@@ -60,20 +60,6 @@ OVERDUE_AFTER = timedelta(minutes=5)
 TEMP_FILE_AGE = timedelta(minutes=10)
 HEARTBEAT_MIN_STALE = 60.0  # seconds: a heartbeat is stale after 3x its interval, at least this
 MAX_LISTED = 5  # runs named in one doctor line
-
-
-class SnapshotMismatchError(LedgerVerifyError):
-    """A snapshot whose ledger head is not the source run's record at that point."""
-
-    code = "snapshot_mismatch"
-
-    def __init__(self, run_id: str, name: str, seq: int) -> None:
-        AbstractRTError.__init__(
-            self, f"snapshot {name!r} of run {run_id} does not match the run's ledger at "
-                  f"record {seq} (the snapshot or the ledger was changed)")
-        self.run_id = run_id
-        self.name = name
-        self.report = {"ok": False, "first_bad_index": seq}
 
 
 def _now() -> datetime:
