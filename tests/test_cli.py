@@ -108,6 +108,7 @@ def test_no_arguments_shows_help(cli):
 
 
 EXAMPLE_IDS = {
+    "agent_loop",
     "approval",
     "deploy_gate",
     "expense_deadline",

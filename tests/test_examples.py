@@ -76,7 +76,7 @@ def test_examples_are_listed_with_descriptions(cli):
     by_id = {it["workflow_id"]: it for it in items}
     assert set(by_id) == {"approval", "reminder", "deploy_gate", "onboarding",
                           "onboarding_account", "onboarding_welcome", "onboarding_swag",
-                          "tool_job", "flaky"}
+                          "tool_job", "flaky", "agent_loop", "expense_deadline"}
     for wid, it in by_id.items():
         assert it["error"] is None, it
         assert (it["description"] or "").strip(), f"{wid} has no module docstring"
