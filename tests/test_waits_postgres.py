@@ -128,3 +128,22 @@ def test_as_a_role_the_login_is_not_a_member_of_is_refused_by_the_server(world):
     assert ok(world, "ledger", rid) == before
     out = cli(world, "waiting", "--as", f"nobody_{TAG}")
     assert out.returncode == 1 and "does not exist" in out.stderr, out.stderr
+
+
+def test_the_mailbox_and_dry_runs_on_postgresql(world):
+    key = f"order:{secrets.token_hex(3)}"
+    rid = ok(world, "start", "event", "--no-tick", "--vars",
+             json.dumps({"wait": {"wait_key": key, "timeout": "2020-01-01T00:00:00Z"}}))["run_id"]
+    doc = ok(world, "emit", key, "--set", "paid=true", "--ttl", "1h")
+    assert doc["delivered"] == [] and doc["event"]["actor_id"] == world["login"]
+    assert ok(world, "tick", rid)["output"]["event"] == {"paid": True}  # before its deadline acts
+    (event,) = ok(world, "events", "--key", key)
+    assert event["received_by"] == [rid]
+    (resume,) = resumes(world, rid)
+    assert resume["result"]["event_id"] == event["event_id"]
+    assert ok(world, "emit", key, "--payload", "{}", "--no-keep") == {"event": None, "delivered": [],
+                                                                      "busy": []}
+    assert ok(world, "events", "--prune") == {"pruned": 0}
+    late = ok(world, "start", "ask", "--vars", json.dumps({"ask": {"timeout": "2020-01-01T00:00:00Z"}}))
+    assert {"run_id": late["run_id"], "reason": "deadline due"} in ok(world, "tick", "--all", "--dry-run")
+    assert ok(world, "show", late["run_id"])["status"] == "waiting"
