@@ -222,7 +222,7 @@ def test_deploy_gate_one_event_resumes_every_run_on_the_key(cli):
     assert again.exit_code == 0 and "to 0 runs" in again.stdout, again
 
     red = cli.ok("emit", "ci:web:2.0.0", "--set", "status=red", "--json").json()
-    assert [x["output"]["deployed"] for x in red] == [False]
+    assert [x["output"]["deployed"] for x in red["delivered"]] == [False]
 
 
 # ---------------------------------------------------------------------------- onboarding
