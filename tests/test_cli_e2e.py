@@ -162,9 +162,10 @@ def test_event_emitted_to_several_deploy_gates(world):
     st = json.loads(ok(world, "show", other, "--json").stdout)
     assert st["status"] == "waiting"
 
-    again = world.run("emit", "ci:web:2.1.0", "--set", "status=green")
-    assert again.exit_code == 1
-    assert again.stderr.startswith("error: no run is waiting on key 'ci:web:2.1.0'")
+    # Nobody waits on the key any more: no error; the event is kept for a later waiter.
+    again = ok(world, "emit", "ci:web:2.1.0", "--set", "status=green")
+    assert again.stdout.splitlines()[0] == "emitted 'ci:web:2.1.0' to 0 runs"
+    assert again.stdout.splitlines()[1].startswith("kept as event ")
 
 
 def test_json_errors_and_usage_exit_codes(world):

@@ -46,7 +46,7 @@ def test_emit_without_a_payload_source_is_wrong_usage_and_empty_payload_is_allow
         assert_one_line_error(cli.run("emit", "ci:web:1.0.0"), 2, "--payload", "--set")
     r = cli.run("emit", "ci:web:1.0.0", "--payload", "{}", "--json")
     assert r.exit_code == 0, r.output
-    assert [x["run_id"] for x in r.json()] == [run["run_id"]]
+    assert [x["run_id"] for x in r.json()["delivered"]] == [run["run_id"]]
 
 
 # ---------------------------------------------------------------------------- bug 2
