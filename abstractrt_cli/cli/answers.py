@@ -131,7 +131,7 @@ def _rehearse(call: Call, plan: Any) -> int:
         p.line(f"would answer {render.plural(len(plan.answers), 'prompt')} (nothing changed)")
         for a in plan.answers:
             p.line(f"  {a['run_id'][:8]}  {render.compact(a['prompt'], 50)}  → "
-                   f"{render.compact(a['payload'], 40)}  ({plan.rules[a['rule']]})")
+                   f"{render.compact(a['payload'], 40)}  by {plan.rules[a['rule']]}")
         if plan.unmatched:
             p.line(f"{render.plural(len(plan.unmatched), 'prompt')} no rule matches")
             for u in plan.unmatched:
