@@ -176,7 +176,7 @@ def test_an_answers_script_whose_payload_does_not_match_is_refused_and_changes_n
     with unchanged(cli):
         r = cli.run("answer", "--script", str(rules))
     assert r.exit_code == 1, r.output
-    assert f"does not match its schema at $.amount" in r.stderr and rid[:8] in r.stderr
+    assert "does not match its schema at $.amount" in r.stderr and rid[:8] in r.stderr
     rules.write_text('- prompt: "Claim?"\n  payload: {amount: 40}\n')
     run_ok(cli, "answer", "--script", str(rules))
     assert run_json(cli, "show", rid)["output"]["answer"] == {"amount": 40}

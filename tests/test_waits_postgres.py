@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Iterator, List
 from urllib.parse import urlsplit, urlunsplit
 

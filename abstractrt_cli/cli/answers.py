@@ -63,17 +63,17 @@ def answer_cmd(
         raise UsageError("`abstractrt answer` needs a terminal; use `abstractrt answer --script FILE` "
                          "or `abstractrt resume RUN --answer TEXT`")
     p = render.Printer()
-    report = ops.answer_interactively(call.session(), _terminal_asker(p),
+    walked = ops.answer_interactively(call.session(), _terminal_asker(p),
                                       ask_field=_terminal_field_asker(p), run_ref=target,
                                       max_steps=max_steps, on_notice=render.err)
-    for o in report.outcomes:
+    for o in walked.outcomes:
         for w in o.warnings:
             render.err(w)
-    if report.ended_by_eof:
+    if walked.ended_by_eof:
         p.line("")  # Ctrl-D left the cursor on the prompt line
-    for line in render.interactive_summary_lines(report):
+    for line in render.interactive_summary_lines(walked):
         p.line(line)
-    return result_exit(runs=[o.run for o in report.outcomes])
+    return result_exit(runs=[o.run for o in walked.outcomes])
 
 
 def _terminal_asker(p: "render.Printer") -> Callable[[RunState, Optional[str]], Optional[str]]:

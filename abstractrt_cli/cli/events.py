@@ -107,7 +107,7 @@ def events_cmd(
 
 def _events_table(kept: list, expired: list) -> "render.Table":
     t = render.Table(columns=["event", "key", "emitted", "expires", "received by", "payload"])
-    for ev, gone in zip(kept, expired):
+    for ev, gone in zip(kept, expired, strict=True):
         t.rows.append([ev.event_id, ev.key, render.clock(ev.emitted_at),
                        render.clock(ev.expires_at) + (" (expired)" if gone else ""),
                        ", ".join(render.short(r) for r in ev.received_by) or "-",

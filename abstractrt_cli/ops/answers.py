@@ -404,7 +404,8 @@ class FormField:
             raise FieldValueError(f"{self.name}: {text!r} is not one of {shown} "
                                   f"(pick 1–{len(enum)} or type the value)")
         problems = []
-        for t in self.types or [None]:
+        kinds: List[Optional[str]] = list(self.types) or [None]
+        for t in kinds:
             try:
                 return _parse_as(t, text)
             except FieldValueError as exc:

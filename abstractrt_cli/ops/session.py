@@ -112,7 +112,8 @@ def database_role(stores: Any, as_actor: Optional[str]) -> Optional[str]:
             connector.fetchone("SELECT set_config('role', %s, false)", (as_actor,))
         except AbstractRTError as exc:
             raise exc.with_hint(f"--as {as_actor} needs a database role of that name that "
-                                f"your login role is a member of (GRANT {as_actor} TO ...)")
+                                f"your login role is a member of (GRANT {as_actor} TO ...)"
+                                ) from exc.__cause__
     row = connector.fetchone("SELECT current_user")
     return str(row[0]) if row and row[0] else None
 
