@@ -69,6 +69,8 @@ def start_cmd(
             for line in render.answer_report_lines(report):
                 render.Printer().line(line)
         warn(report.warnings)
+        warn([f"skipped: run {sk['run_id'][:8]}, prompt {sk['prompt']!r} (rule {sk['rule']}): "
+              f"{sk['why']}" for sk in report.skipped])
         warn([f"error: {e}" for e in report.errors])
     if not call.json:
         render.err(f"started run {run.run_id}")
