@@ -237,16 +237,9 @@ class Runtime:
         op = self._new_run(workflow=workflow, vars=vars, actor_id=actor_id,
                            session_id=session_id, parent_run_id=parent_run_id, run_id=run_id)
         wf = self._workflow_for(op.run, workflow)
-        with self._run_store.lock(op.run.run_id, timeout=self._config.lock_timeout):
-            try:
-                op.unsaved = True
-                op.run_loop(wf, max_steps)
-                op.finish()
-            finally:
-                transitions, op.transitions = op.transitions, []
-        if self._on_transition is not None:
-            for event, run in transitions:
-                self._on_transition(event, run)
+        with self._locked(op.run.run_id, new=op):
+            op.unsaved = True
+            op.run_loop(wf, max_steps)
         self._propagate_to_parents(op.run, max_steps)
         return op.run
 
@@ -294,10 +287,12 @@ class Runtime:
         return self._ledger.list(run_id)
 
     @contextmanager
-    def _locked(self, run_id: str) -> Iterator[RunOp]:
-        """Hold the run's lock; the op checks the ledger and replays what is beyond."""
+    def _locked(self, run_id: str, new: Optional[RunOp] = None) -> Iterator[RunOp]:
+        """Hold the run's lock; the op checks the ledger and replays what is beyond (or,
+        for a run being created, is ``new``). Transitions are reported after the lock is
+        released."""
         with self._run_store.lock(run_id, timeout=self._config.lock_timeout):
-            op = open_op(self, run_id)
+            op = new if new is not None else open_op(self, run_id)
             try:
                 yield op
                 op.finish()
