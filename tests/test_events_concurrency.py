@@ -15,7 +15,6 @@ import sys
 import textwrap
 from collections import Counter
 
-import pytest
 from cli_helpers import abstractrt_command
 from test_waits_helpers import resumes, run_json, run_ok, waits_world
 
@@ -52,10 +51,6 @@ _TICKER = textwrap.dedent("""
 """)
 
 
-# Not strict: the race behind it (test_events_race.py, strict there) is met only when an
-# emit and a ticker interleave just so. Drop the marker with the kernel fix.
-@pytest.mark.xfail(strict=False, reason="Runtime.emit can deliver an event a run already took "
-                   "from the mailbox; fix proposed in /work/notes/waits_kernel_emit.patch")
 def test_concurrent_emitters_and_tickers_lose_no_event_and_deliver_none_twice(tmp_path):
     cli = waits_world(tmp_path)
     runs = [run_json(cli, "start", "loop", "--set", f"times={TOTAL}")["run_id"] for _ in range(RUNS)]

@@ -9,13 +9,10 @@ event a second time (PRODUCT §8: each run receives a given event at most once).
 
 from __future__ import annotations
 
-import pytest
 
 from abstractrt_cli import Effect, RunStatus, StepPlan, WorkflowSpec
 from abstractrt_cli.storage.memory_events import InMemoryEventStore
 
-KERNEL_FIX = ("Runtime.emit resumes a run with its event without asking the mailbox whether "
-              "the run has it already; fix proposed in /work/notes/waits_kernel_emit.patch")
 
 
 def collect(run, ctx):
@@ -48,7 +45,6 @@ class TickAfterPut:
         return getattr(self._inner, name)
 
 
-@pytest.mark.xfail(strict=True, reason=KERNEL_FIX)
 def test_emit_does_not_deliver_an_event_the_run_took_from_the_mailbox_meanwhile(make_runtime, registry, clock):
     from abstractrt_cli import InMemoryLedgerStore, InMemoryRunStore
 

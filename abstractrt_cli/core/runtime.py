@@ -424,12 +424,16 @@ class Runtime:
                             or wait.reason != WaitReason.EVENT or wait.wait_key != key):
                         continue  # it moved on meanwhile (the kept event may have reached it)
                     wf = self._workflow_for(run, None)
-                    checked = self._check_resumable(run, key, payload, actor_id=actor_id)
-                    op.apply_resume(checked, actor_id=actor_id, source="emit",
-                                    event_id=event.event_id if event else None)
-                    op.flush()
                     if event is not None:
-                        self._events.mark_received(event.event_id, run.run_id)
+                        # The run may have taken this event from the mailbox already, in
+                        # another process, and come back to a wait on the same key: it
+                        # takes the oldest kept event it has not received (this one or an
+                        # older one), so that no event reaches a run twice.
+                        if not op.deliver_kept_event():
+                            continue
+                    else:
+                        checked = self._check_resumable(run, key, payload, actor_id=actor_id)
+                        op.apply_resume(checked, actor_id=actor_id, source="emit")
                     op.run_loop(wf, max_steps)
                 report.delivered.append(op.run)
                 self._propagate_to_parents(op.run, max_steps)
