@@ -64,14 +64,6 @@ class UnknownRunError(AbstractRTError, KeyError):
         self.run_id = run_id
 
 
-class NoWaiterError(AbstractRTError):
-    code = "no_waiter"
-
-    def __init__(self, wait_key: str) -> None:
-        super().__init__(f"no run is waiting on key {wait_key!r}")
-        self.wait_key = wait_key
-
-
 class AmbiguousRunError(AbstractRTError, KeyError):
     code = "run_ambiguous"
 

@@ -141,7 +141,7 @@ def test_commands_on_a_data_dir_that_does_not_exist_create_nothing(tmp_path: Pat
     runner = CliRunner()
     for args, code in ((["runs"], 0), (["waiting", "--json"], 0), (["tick", "--all", "--quiet"], 0),
                        (["show", "abcdef12"], 1), (["resume", "abcdef12", "--answer", "x"], 1),
-                       (["emit", "some:key", "--payload", "{}"], 1), (["ledger", "abcdef12", "--verify"], 1),
+                       (["emit", "some:key", "--payload", "{}", "--no-keep"], 0), (["ledger", "abcdef12", "--verify"], 1),
                        (["cancel", "abcdef12"], 1), (["reindex"], 0), (["start", "nope"], 1)):
         r = runner.invoke(app, args + opts)
         assert r.exit_code == code, (args, r.output)

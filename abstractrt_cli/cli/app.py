@@ -138,8 +138,10 @@ def _main(
 
 
 # The order of `abstractrt --help`: the life of a run, then reading, then administration.
-_ORDER = ["workflows", "start", "tick", "resume", "answer", "emit", "waiting", "runs", "show",
-          "ledger", "cancel", "limits", "reindex", "config", "key"]
+_ORDER = ["workflows", "start", "tick", "resume", "answer", "emit", "events", "waiting", "runs",
+          "show", "ledger", "logs", "cancel", "limits", "retry", "snapshot", "snapshots", "fork",
+          "artifacts", "artifact", "export", "import", "prune", "pruned", "worker", "doctor",
+          "store", "reindex", "config", "key"]
 
 #: Every command, in help order (``app.registered_commands`` stays empty: see LazyCommands).
 COMMAND_INFOS: List[CommandInfo] = [

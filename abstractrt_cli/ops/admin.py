@@ -90,3 +90,47 @@ def key_init() -> Dict[str, Any]:
 
     path = init_signing_key(user_config_dir() / KEY_FILE_NAME)
     return {"key_file": str(path)}
+
+
+def store_info(s: Session) -> Dict[str, Any]:
+    """The store in use, its format or schema version, runs by status, worker heartbeats."""
+    stores = s.stores
+    info = stores.info()
+    audit = stores.audit
+    info["workers"] = audit.heartbeats() if audit is not None else []
+    return info
+
+
+def store_copy(s: Session, src: str, dst: str) -> Dict[str, Any]:
+    """Copy every run, ledger, event, snapshot, artifact, prune record and log from the
+    store ``src`` to the store ``dst`` (each a data dir or a ``postgresql://`` URL),
+    verifying every chain on arrival; safe to re-run; the source never changes."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..storage import open_stores
+    from ..storage.copy import copy_stores
+
+    def opened(where: str, *, create: bool) -> Any:
+        url = where if "://" in where else None
+        path = Path(where).expanduser().absolute() if url is None else s.settings.data_dir
+        return open_stores(url, path, create=create,
+                           connect_timeout=getattr(s.settings, "connect_timeout", 5.0))
+
+    if src == dst:
+        raise UsageError("store copy: --from and --to name the same store")
+    source = opened(src, create=False)
+    if url_less_missing(src):
+        raise UsageError(f"store copy: there is no data dir at {Path(src).expanduser().absolute()}")
+    target = opened(dst, create=True)
+    try:
+        return copy_stores(source, target)
+    finally:
+        source.close()
+        target.close()
+
+
+def url_less_missing(where: str) -> bool:
+    from pathlib import Path
+
+    return "://" not in where and not Path(where).expanduser().exists()

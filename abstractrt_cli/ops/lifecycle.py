@@ -49,7 +49,6 @@ from ..errors import (
     UsageError,
     WorkflowLoadError,
 )
-from ..settings import current_actor
 from .session import Outcome, Session, hinted
 
 DEFAULT_ARTIFACT_KEY = "artifact"
@@ -86,7 +85,7 @@ def retry(s: Session, ref: str, *, from_node: Optional[str] = None,
         if from_node not in nodes:
             raise UnknownNodeError(run.workflow_id, from_node).with_hint(
                 "its nodes: " + ", ".join(nodes))
-    after = s.runtime().retry(run.run_id, from_node=from_node, actor_id=current_actor(),
+    after = s.runtime().retry(run.run_id, from_node=from_node, actor_id=s.actor(),
                               max_steps=max_steps)
     if after.status == RunStatus.RUNNING:
         warnings.append(f"run {after.run_id} is still running (stopped after --max-steps "
@@ -116,7 +115,7 @@ def snapshot(s: Session, ref: str, *, name: str, tags: Sequence[str] = ()) -> Di
     doc = {"run_id": run.run_id, "name": name, "tags": list(dict.fromkeys(tags)),
            "state": run.to_jsonable(), "ledger_count": run.ledger_count,
            "ledger_head": run.ledger_head, "created_at": _now().isoformat(),
-           "actor_id": current_actor()}
+           "actor_id": s.actor()}
     try:
         snaps.put_snapshot(doc)
     except SnapshotExistsError:  # another process kept that name meanwhile
@@ -162,7 +161,7 @@ def fork(s: Session, ref: str, *, at: Optional[int] = None,
         # The replay runs the source's node code again: what it prints was printed (and
         # kept in the source's log) the first time, so it is not echoed twice.
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            new = rt.fork(rid, at_seq=at, actor_id=current_actor())
+            new = rt.fork(rid, at_seq=at, actor_id=s.actor())
     else:
         assert snapshot_name is not None
         snap = s.stores.need("snapshots").get_snapshot(rid, snapshot_name)
@@ -186,7 +185,7 @@ def fork(s: Session, ref: str, *, at: Optional[int] = None,
         except WorkflowLoadError as exc:  # the fork is made; ticking it needs the workflow
             warnings.append(f"warning: {exc.message}")
         new = rt.fork(rid, state=state, snapshot=snapshot_name, source_seq=count - 1,
-                      actor_id=current_actor())
+                      actor_id=s.actor())
     if new.status == RunStatus.RUNNING:
         warnings.append(f"run {new.run_id} is running, not ticked; continue it with "
                         f"`abstractrt tick {new.run_id}`")
@@ -290,7 +289,7 @@ def attach_artifact(s: Session, ref: str, payload: Dict[str, Any], path: str, *,
     body = dict(payload)
     body[key] = {"$artifact": rules.artifact_ref(data), "name": name, "size": len(data),
                  "content_type": content_type}
-    s.runtime().check_resume(run, wait_key=wait_key, payload=body, actor_id=current_actor())
+    s.runtime().check_resume(run, wait_key=wait_key, payload=body, actor_id=s.actor())
     s.workflow_warnings(run)  # a run whose workflow is gone is refused before anything is kept
     arts.put_artifact(data, content_type=content_type, run_id=run.run_id, name=name)
     return body
@@ -374,7 +373,7 @@ def prune(s: Session, *, older_than: str, statuses: Sequence[str] = (),
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
     return prune_stores(s.stores, older_than=delta, statuses=list(statuses) or None,
-                        dry_run=dry_run, actor_id=current_actor())
+                        dry_run=dry_run, actor_id=s.actor())
 
 
 @hinted

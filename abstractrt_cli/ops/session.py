@@ -21,7 +21,6 @@ from ..errors import (
     AbstractRTError,
     AmbiguousRunError,
     LedgerMismatchError,
-    NoWaiterError,
     RunBusyError,
     UnknownRunError,
     UnknownWorkflowError,
@@ -36,7 +35,6 @@ MIN_PREFIX = 6
 _HINTS = (
     (UnknownRunError, "list runs with `abstractrt runs`"),
     (RunBusyError, "try again later"),
-    (NoWaiterError, "see `abstractrt waiting`"),
     (LedgerMismatchError, "see `abstractrt ledger RUN --verify`"),
 )
 
@@ -89,13 +87,13 @@ def url_without_password(store: str) -> str:
     ``?password=``."""
     if "://" not in store:
         return store
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(store)
     creds, at, hosts = parts.netloc.rpartition("@")
     netloc = (creds.split(":", 1)[0] + at + hosts) if at else hosts
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                       if k != "password"])
+    # The other parameters stay exactly as written (libpq decodes them itself).
+    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("password="))
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
