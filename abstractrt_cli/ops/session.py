@@ -87,14 +87,16 @@ def url_without_password(store: str) -> str:
     ``?password=``."""
     if "://" not in store:
         return store
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import urlsplit
 
     parts = urlsplit(store)
     creds, at, hosts = parts.netloc.rpartition("@")
     netloc = (creds.split(":", 1)[0] + at + hosts) if at else hosts
-    # The other parameters stay exactly as written (libpq decodes them itself).
+    # The rest stays exactly as written (libpq decodes it; urlunsplit would drop the
+    # empty host of postgresql:///db).
     query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("password="))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def database_role(stores: Any, as_actor: Optional[str]) -> Optional[str]:
