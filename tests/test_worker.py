@@ -436,6 +436,8 @@ def test_each_hook_fires_with_the_run_on_stdin_and_its_environment(world: CLI) -
         # on_complete fired from the answering command itself (every path that moves a run).
         wait_for("the on_complete hook", lambda: (out / f"complete-{ask}.show").exists())
         assert json.loads((out / f"complete-{ask}.show").read_text())["status"] == "completed"
+        done = json.loads((out / f"complete-{ask}.stdin").read_text())
+        assert (done["run_id"], done["status"]) == (ask, "completed")
         assert _read_env(out / f"complete-{ask}.env")["ABSTRACTRT_EVENT"] == "complete"
         assert w.stop() == 0, w.output()
     assert "warning" not in w.stderr, w.output()
@@ -473,3 +475,68 @@ def test_hooks_are_validated_like_every_config_key(world: CLI) -> None:
     rows = {row["setting"]: row for row in run_json(world, "config")["settings"]}
     assert rows["hooks"]["from"] == "config"
     assert rows["hooks"]["hooks"] == {"on_fail": "logger failed", "timeout": 3.0}
+
+
+# ---------------------------------------------------------------------------- in-process pieces
+
+
+@pytest.mark.parametrize("store, shown", [
+    ("postgresql://rt:s3cret@db.example:5432/rt", "postgresql://rt@db.example:5432/rt"),
+    ("postgresql://rt@db.example/rt?sslmode=require&password=s3cret",
+     "postgresql://rt@db.example/rt?sslmode=require"),
+    ("postgresql:///rt?host=/run/postgresql", "postgresql:///rt?host=/run/postgresql"),
+    ("/srv/abstractrt", "/srv/abstractrt"),
+])
+def test_the_answer_command_names_the_store_without_its_password(tmp_path: Path, store: str,
+                                                                 shown: str) -> None:
+    from abstractrt_cli.core.models import RunState, WaitReason, WaitState
+    from abstractrt_cli.ops.session import Session
+    from abstractrt_cli.settings import Settings
+
+    s = Session(Settings(data_dir=tmp_path / "d", workflows_dir=tmp_path / "w", store=store))
+    run = RunState.new(workflow_id="w", entry_node="a", vars={})
+    run.waiting = WaitState(reason=WaitReason.USER, prompt="?")
+    argv = shlex.split(s.answer_command(run))
+    assert argv == ["abstractrt", "--store", shown, "--workflows", str(tmp_path / "w"),
+                    "answer", run.run_id]
+    assert "s3cret" not in s.answer_command(run)
+
+
+def test_heartbeat_states_tell_running_stale_and_stopped() -> None:
+    from abstractrt_cli.ops.worker import heartbeat_states
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    beats = [{"worker_id": "a", "interval": 5, "beat_at": "2026-01-01T11:59:30+00:00"},
+             {"worker_id": "b", "interval": 5, "beat_at": "2026-01-01T11:58:00+00:00"},
+             {"worker_id": "c", "interval": 60, "beat_at": "2026-01-01T11:58:00+00:00"},
+             {"worker_id": "d", "interval": 5, "beat_at": "2026-01-01T10:00:00+00:00",
+              "stopped_at": "2026-01-01T10:00:00+00:00"},
+             {"worker_id": "e", "beat_at": "not a time"}]
+    assert [b["state"] for b in heartbeat_states(beats, now=now)] == \
+        ["running", "stale", "running", "stopped", "stale"]
+
+
+def test_a_stop_takes_no_new_step_in_process(tmp_path: Path) -> None:
+    """The guard itself: once a stop is asked for, the next node raises StopRequested
+    (not an Exception: the kernel must not fail the run for it) and the run stays where
+    the last recorded step left it."""
+    from abstractrt_cli.core.spec import WorkflowRegistry, WorkflowSpec
+    from abstractrt_cli.ops.worker import StopRequested, StopSwitch, _StoppingRegistry
+
+    calls: List[str] = []
+
+    def a(run: Any, ctx: Any) -> Any:
+        calls.append("a")
+        return None
+
+    reg = WorkflowRegistry()
+    reg.register(WorkflowSpec("w", "a", {"a": a}), source="x.py")
+    switch = StopSwitch()
+    guarded = _StoppingRegistry(reg, switch)
+    assert guarded.entry("w") is reg.entry("w")  # same source, fingerprint, handlers
+    node = guarded.get("w").nodes["a"]
+    node(None, None)
+    switch.request("SIGTERM")
+    with pytest.raises(StopRequested):
+        node(None, None)
+    assert calls == ["a"] and not issubclass(StopRequested, Exception)
