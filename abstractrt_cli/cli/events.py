@@ -33,8 +33,10 @@ def emit_cmd(
         "--no-keep", help="Deliver to the runs waiting now and keep nothing.")] = False,
     max_steps: MaxStepsOption = 100,
 ) -> int:
-    """Deliver an event: resume every run waiting on wait key KEY, and keep the event
-    (7 days by default) for runs that reach `wait_event KEY` later.
+    """Deliver an event: resume every run waiting on KEY, and keep the event.
+
+    The event is kept (7 days by default, `--ttl`; `--no-keep` keeps nothing) for runs that
+    reach `wait_event KEY` later.
 
     Example: abstractrt emit deploy:42:ci-green --set build=1234 --ttl 2h
     """
