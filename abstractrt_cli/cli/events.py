@@ -80,8 +80,9 @@ def events_cmd(
         show_default=False)] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Drop the expired events.")] = False,
 ) -> int:
-    """List the kept events (id, key, payload, when emitted, when they expire, which runs
-    received them), or drop the expired ones with --prune.
+    """List the kept events, or drop the expired ones with --prune.
+
+    Each event: id, key, payload, when emitted, when it expires, which runs received it.
 
     Example: abstractrt events --key 'ci:web:*'    |   abstractrt events --prune
     """
