@@ -59,6 +59,9 @@ class HookRunner:
     hooks: Dict[str, Any]
     # The shell-quoted command that answers a run interactively (same store, workflows).
     answer_cmd: Callable[[RunState], str]
+    # Settings the hook's own abstractrt commands must see (the store and workflows this
+    # command used, even when they came from options rather than the environment).
+    env: Dict[str, str] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     ran: List[Dict[str, Any]] = field(default_factory=list)
 
@@ -66,7 +69,7 @@ class HookRunner:
         command = self.hooks.get(HOOK_EVENTS.get(event, ""))
         if not command:
             return
-        env = dict(os.environ, ABSTRACTRT_RUN_ID=run.run_id, ABSTRACTRT_EVENT=event)
+        env = dict(os.environ, **self.env, ABSTRACTRT_RUN_ID=run.run_id, ABSTRACTRT_EVENT=event)
         if event == "wait" and run.waiting is not None and run.waiting.reason == WaitReason.USER:
             env["ABSTRACTRT_PROMPT"] = run.waiting.prompt or ""
             env["ABSTRACTRT_ANSWER_CMD"] = self.answer_cmd(run)
@@ -110,6 +113,6 @@ def _kill_group(proc: "subprocess.Popen[bytes]") -> None:
         pass
 
 
-def make_runner(hooks: Optional[Dict[str, Any]], answer_cmd: Callable[[RunState], str]
-                ) -> Optional[HookRunner]:
-    return HookRunner(hooks, answer_cmd) if hooks else None
+def make_runner(hooks: Optional[Dict[str, Any]], answer_cmd: Callable[[RunState], str],
+                env: Optional[Dict[str, str]] = None) -> Optional[HookRunner]:
+    return HookRunner(hooks, answer_cmd, dict(env or {})) if hooks else None

@@ -629,6 +629,8 @@ class _Doctor:
         except AbstractRTError:
             return  # reported as unreadable
         for hb in beats:
+            if hb.get("stopped_at"):
+                continue  # a worker that stopped cleanly: its last beat is not a problem
             try:
                 at = parse_timestamp(hb.get("beat_at"))
                 interval = float(hb.get("interval") or 0)

@@ -212,7 +212,13 @@ class Session:
             return None
         from ..hooks import make_runner
 
-        return make_runner(hooks, self.answer_command)
+        st = self.settings
+        env = {"ABSTRACTRT_WORKFLOWS": str(st.workflows_dir)}
+        if st.store is not None:
+            env["ABSTRACTRT_STORE"] = st.store  # the hook is the user's own process: the URL as given
+        else:
+            env["ABSTRACTRT_DATA_DIR"] = str(st.data_dir)
+        return make_runner(hooks, self.answer_command, env)
 
     def answer_command(self, run: RunState) -> str:
         """The shell-quoted command that answers ``run`` interactively, reaching this
