@@ -56,3 +56,32 @@ def test_a_failing_or_hanging_hook_is_a_warning_and_never_fails_the_run(make_run
 def test_malformed_hooks_are_config_errors(bad):
     with pytest.raises(ConfigError):
         parse_hooks(bad, source="config.yaml")
+
+
+def test_remind_every_runs_the_on_wait_hook_again_once_per_period(make_runtime, registry, clock, tmp_path):
+    from abstractrt_cli.core.integrity import verify_run
+
+    out = tmp_path / "reminders.log"
+    runner = HookRunner(parse_hooks({"on_wait": f'echo "$ABSTRACTRT_EVENT" >> {out}'}, source="t"),
+                        answer_cmd=lambda r: "")
+    w = WorkflowSpec("nag", "a", {
+        "a": node("a", effect=Effect("ask_user", {"prompt": "Sign?", "remind_every": "1h"}, "x"),
+                  next="end"),
+        "end": finish()})
+    registry.register(w)
+    rt = make_runtime(on_transition=runner)
+    rid = rt.start(workflow=w)
+    rt.tick(run_id=rid)
+    assert out.read_text().split() == ["wait"]
+    assert rt.remind_due() == []  # not due yet
+    clock.advance(3601)
+    assert [r.run_id for r in rt.remind_due()] == [rid]
+    assert rt.remind_due() == []  # once per period
+    clock.advance(2 * 3600)
+    assert len(rt.remind_due()) == 1  # two periods later: one reminder, counted as the 3rd
+    assert out.read_text().split() == ["wait", "wait", "wait"]
+    run = rt.get_state(rid)
+    assert run.waiting.reminded == 3
+    assert [r["result"]["reminder"] for r in rt.get_ledger(rid) if r["kind"] == "reminder"] == [1, 3]
+    assert verify_run(run, rt.get_ledger(rid))["ok"]
+    assert rt.resume(run_id=rid, payload={"response": "ok"}).status is RunStatus.COMPLETED

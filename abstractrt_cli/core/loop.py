@@ -411,6 +411,11 @@ class RunOp:
             elif kind == "retry" and run.status == RunStatus.FAILED:
                 self.replay.take()
                 self.apply_retry(result.get("from_node"), bool(result.get("new_visit")))
+            elif kind == "reminder" and run.waiting is not None:
+                self.replay.take()
+                run.waiting.reminded = max(run.waiting.reminded or 0,
+                                           int(result.get("reminder") or 0))
+                self.dirty = True
             elif kind == "fork":
                 self.replay.take()  # a fork's first record: its state is the checkpoint's
             elif kind == "limits":

@@ -77,6 +77,7 @@ class RecordKind(str, Enum):
     START = "start"  # the run was created: by whom, from which workflow, with which vars
     GUARD = "guard"  # a limit was reached: the run waits for a person to continue or stop
     RETRY = "retry"  # a failed run was put back to running (``abstractrt retry``)
+    REMINDER = "reminder"  # a person's open wait was reminded (``remind_every``)
     FORK = "fork"  # the first record of a run forked from another run's history
     CHECKPOINT = "checkpoint"  # carries the digest of a state no other record leads to
 
@@ -142,6 +143,7 @@ class WaitState:
     schema: Optional[Dict[str, Any]] = None
     allowed_actors: Optional[List[str]] = None
     remind_every: Optional[str] = None
+    reminded: Optional[int] = None  # how many reminders were sent for this wait
 
     def to_jsonable(self) -> Dict[str, Any]:
         return {
@@ -160,6 +162,7 @@ class WaitState:
             **({"schema": self.schema} if self.schema is not None else {}),
             **({"allowed_actors": self.allowed_actors} if self.allowed_actors is not None else {}),
             **({"remind_every": self.remind_every} if self.remind_every else {}),
+            **({"reminded": self.reminded} if self.reminded else {}),
         }
 
     @classmethod
@@ -188,6 +191,7 @@ class WaitState:
             schema=_check("waiting.schema", data.get("schema"), dict),
             allowed_actors=_check("waiting.allowed_actors", data.get("allowed_actors"), list),
             remind_every=_check("waiting.remind_every", data.get("remind_every"), str),
+            reminded=_check("waiting.reminded", data.get("reminded"), int),
         )
 
     @classmethod

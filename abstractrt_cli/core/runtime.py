@@ -541,6 +541,41 @@ class Runtime:
                   result=result, checkpoint=True)
         return op.run
 
+    def remind_due(self, now: Optional[datetime] = None) -> List[RunState]:
+        """Remind the person of every open wait whose next reminder (``remind_every``
+        after the wait began, and every period after) has come: a ``reminder`` record,
+        and the ``wait`` transition again, so the ``on_wait`` hook runs again.
+
+        Only runs waiting for a person are read (the index's wait reason); a busy run is
+        reminded by a later call."""
+        from .waits import reminders_due
+
+        now = now or self._clock()
+        out: List[RunState] = []
+        for before in self._run_store.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.USER):
+            if reminders_due(before.waiting, now) <= ((before.waiting.reminded or 0) if before.waiting else 0):
+                continue
+            try:
+                with self._locked(before.run_id) as op:
+                    wait = op.run.waiting
+                    k = reminders_due(wait, now)
+                    if (op.run.status != RunStatus.WAITING or wait is None
+                            or k <= (wait.reminded or 0)):
+                        continue
+                    wait.reminded = k
+                    op.dirty = True
+                    op.append(kind=RecordKind.REMINDER, status=StepStatus.WAITING,
+                              result={"reminder": k, "wait_key": wait.wait_key},
+                              actor_id="reminder", checkpoint=True)
+                    if self._on_transition is not None:
+                        import copy
+
+                        op.transitions.append(("wait", copy.deepcopy(op.run)))
+                out.append(op.run)
+            except RunBusyError:
+                continue
+        return out
+
     def runnable(self, now: Optional[datetime] = None, *, on_corrupt: Any = None) -> List[Runnable]:
         """Every run that can move now, once each: running runs, waiting runs whose time
         (a timer or a deferred retry) has come, and runs waiting on a child that ended.

@@ -134,6 +134,18 @@ def apply_wait_options(wait: WaitState, payload: Dict[str, Any], since: datetime
     return wait
 
 
+def reminders_due(wait: Optional[WaitState], now: datetime) -> int:
+    """How many reminders a wait should have had by ``now`` (0 without ``remind_every``)."""
+    if wait is None or not wait.remind_every or not wait.since:
+        return 0
+    every = parse_duration(wait.remind_every).total_seconds()
+    if every <= 0:
+        return 0
+    if wait.deadline:
+        now = min(now, parse_timestamp(wait.deadline))  # none after the deadline
+    return max(0, int((now - parse_timestamp(wait.since)).total_seconds() // every))
+
+
 def deadline_due(wait: Optional[WaitState], now: datetime) -> bool:
     return bool(wait is not None and wait.deadline and parse_timestamp(wait.deadline) <= now)
 

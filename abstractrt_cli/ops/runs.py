@@ -92,7 +92,7 @@ class TickAllSummary:
 
     def __init__(self) -> None:
         self.considered = self.moved = self.completed = self.waiting = 0
-        self.failed = self.running = self.skipped_busy = 0
+        self.failed = self.running = self.skipped_busy = self.reminded = 0
         self.errors: List[str] = []
         self.warnings: List[str] = []
         self.moved_runs: List[Dict[str, str]] = []
@@ -184,6 +184,14 @@ def tick_all(s: Session, *, max_steps: int = 100,
             summary.failed += 1
         elif after.status == RunStatus.RUNNING:
             summary.running += 1
+    runner = s.hook_runner
+    if runner is not None and runner.hooks.get("on_wait"):
+        # Re-run the on_wait hook for open waits whose reminder is due (remind_every).
+        # Without an on_wait hook a reminder would reach nobody: no need to read the waits.
+        try:
+            summary.reminded = len(rt.remind_due())
+        except AbstractRTError as exc:
+            report(f"reminders: {exc}")
     summary.errors = problems
     if on_progress:
         on_progress(total, total)
