@@ -73,3 +73,39 @@ def test_store_copy_from_a_missing_data_dir_is_refused(tmp_path):
     r = run("store", "copy", "--from", str(tmp_path / "nope"), "--to", str(tmp_path / "d2"),
             data=tmp_path / "d")
     assert r.returncode == 2 and "no data dir" in r.stderr and not (tmp_path / "d2").exists()
+
+
+def test_tick_all_reminds_through_the_on_wait_hook(tmp_path):
+    """remind_every through the installed command: tick --all re-runs on_wait once per period."""
+    import time
+
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "nag.py").write_text(
+        '"""Ask, and remind every 3 seconds."""\n'
+        "from abstractrt_cli import Effect, StepPlan, WorkflowSpec\n"
+        "nag = WorkflowSpec('nag', 'a', {\n"
+        "    'a': lambda run, ctx: StepPlan('a', effect=Effect('ask_user', {'prompt': 'Sign?',\n"
+        "        'remind_every': '3s'}, 'x'), next_node='end'),\n"
+        "    'end': lambda run, ctx: StepPlan('end', complete_output={}),\n"
+        "})\n")
+    log = tmp_path / "hook.log"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"hooks:\n  on_wait: 'echo $ABSTRACTRT_RUN_ID >> {log}'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABSTRACTRT_")}
+    env.update(ABSTRACTRT_DATA_DIR=str(tmp_path / "d"), ABSTRACTRT_WORKFLOWS=str(wf),
+               ABSTRACTRT_CONFIG=str(cfg))
+
+    def cli(*args):
+        return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    r = cli("start", "nag", "--json")
+    assert r.returncode == 0, r.stderr
+    rid = json.loads(r.stdout)["run_id"]
+    assert log.read_text().split() == [rid]
+    time.sleep(3.2)
+    assert cli("tick", "--all").returncode == 0
+    assert cli("tick", "--all").returncode == 0  # the same period: no second reminder
+    assert log.read_text().split() == [rid, rid]
+    kinds = [rec["kind"] for rec in json.loads(cli("ledger", rid, "--json").stdout)]
+    assert kinds.count("reminder") == 1
