@@ -367,10 +367,13 @@ def _answer_in_a_terminal(command: str, env: Dict[str, str], answers: List[str])
     deadline = time.monotonic() + DEADLINE
     todo = list(answers)
     try:
-        while time.monotonic() < deadline:
-            import select
+        import select
 
-            ready, _, _ = select.select([fd], [], [], 0.2)
+        # poll, not select: a long test session may hold descriptors above FD_SETSIZE.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while time.monotonic() < deadline:
+            ready = poller.poll(200)
             if ready:
                 try:
                     chunk = os.read(fd, 65536)
