@@ -54,7 +54,7 @@ def _size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def _too_big(what: str, size: Optional[int], limit: int) -> PayloadError:
+def too_big(what: str, size: Optional[int], limit: int) -> PayloadError:
     how_big = f"is {_size_text(size)}" if size is not None else "is larger than that"
     return PayloadError(f"{what} {how_big}, more than the limit of {_size_text(limit)} "
                         f"(set {ENV_MAX_PAYLOAD} to change it)")
@@ -65,7 +65,7 @@ def check_size(text: str, *, what: str = "payload") -> None:
     if len(text) > limit // 4:  # cheap: only text that could be over the limit is encoded
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > limit:
-            raise _too_big(what, size, limit)
+            raise too_big(what, size, limit)
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -151,20 +151,25 @@ def read_text(path: str, *, stdin: Optional[TextIO] = None, what: str = "payload
             if buffer is not None:
                 data = buffer.read(limit + 1)
                 if len(data) > limit:
-                    raise _too_big(f"{what} on {source}", None, limit)
+                    raise too_big(f"{what} on {source}", None, limit)
                 return _decode(data, source)
             text = stream.read(limit + 1)  # a text stream (tests): characters, close enough
         except OSError as exc:
             raise InputFileError(source, exc.strerror or str(exc)) from None
         if len(text) > limit:
-            raise _too_big(f"{what} on {source}", None, limit)
+            raise too_big(f"{what} on {source}", None, limit)
         check_size(text, what=f"{what} on {source}")
         return text
+    return _decode(read_file_bytes(path, what=what, limit=limit), path)
+
+
+def read_file_bytes(path: str, *, what: str, limit: int) -> bytes:
+    """A file's bytes, at most ``limit`` (PayloadError beyond), read errors as one line."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size > limit:
-                raise _too_big(f"{what} file {path}", size, limit)
+                raise too_big(f"{what} file {path}", size, limit)
             data = f.read(limit + 1)  # a growing file or a FIFO: never more than the limit
     except FileNotFoundError:
         raise InputFileError(path, "no such file") from None
@@ -173,8 +178,8 @@ def read_text(path: str, *, stdin: Optional[TextIO] = None, what: str = "payload
     except OSError as exc:
         raise InputFileError(path, exc.strerror or str(exc)) from None
     if len(data) > limit:
-        raise _too_big(f"{what} file {path}", None, limit)
-    return _decode(data, path)
+        raise too_big(f"{what} file {path}", None, limit)
+    return data
 
 
 def _decode(data: bytes, source: str) -> str:

@@ -223,15 +223,6 @@ def artifact_cat(s: Session, ref: str) -> Tuple[Dict[str, Any], bytes]:
     return meta, arts.get_artifact(ref)
 
 
-def _too_big(what: str, size: Optional[int], limit: int) -> AbstractRTError:
-    from ..errors import PayloadError
-    from ..payloads import ENV_MAX_PAYLOAD
-
-    how_big = f"is {size} bytes" if size is not None else "is larger than that"
-    return PayloadError(f"{what} {how_big}, more than the limit of {limit} bytes "
-                        f"(set {ENV_MAX_PAYLOAD} to change it)")
-
-
 def _read_bytes(path: str, *, limit: int) -> Tuple[bytes, str]:
     """A file's bytes (``-``: standard input), at most ``limit``; and its name."""
     import sys
@@ -245,23 +236,13 @@ def _read_bytes(path: str, *, limit: int) -> Tuple[bytes, str]:
         except OSError as exc:
             raise InputFileError("standard input", exc.strerror or str(exc)) from None
         if len(data) > limit:
-            raise _too_big("artifact on standard input", None, limit)
+            from ..payloads import too_big
+
+            raise too_big("artifact on standard input", None, limit)
         return data, "stdin"
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise _too_big(f"artifact file {path}", size, limit)
-            data = f.read(limit + 1)  # a growing file or a FIFO: never more than the limit
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except IsADirectoryError:
-        raise InputFileError(path, "is a directory") from None
-    except OSError as exc:
-        raise InputFileError(path, exc.strerror or str(exc)) from None
-    if len(data) > limit:
-        raise _too_big(f"artifact file {path}", None, limit)
-    return data, os.path.basename(path)
+    from ..payloads import read_file_bytes
+
+    return read_file_bytes(path, what="artifact", limit=limit), os.path.basename(path)
 
 
 @hinted
