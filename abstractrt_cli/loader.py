@@ -12,7 +12,6 @@ that id unusable, with an error naming both files.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 import sys
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Set
 
+from .core.sha import sha256
 from .core.spec import WorkflowEntry, WorkflowRegistry, looks_like_workflow
 from .errors import DuplicateWorkflowError, UnknownWorkflowError, WorkflowLoadError
 
@@ -56,11 +56,11 @@ class LoadedWorkflows:
 
 
 def fingerprint_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _module_name(path: Path) -> str:
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    digest = sha256(str(path.resolve()).encode()).hexdigest()[:8]
     return f"abstractrt_workflows_{path.stem}_{digest}"
 
 

@@ -1207,6 +1207,20 @@ def test_commands_are_built_only_when_asked_for():
     assert list(group.commands._built) == ["tick"]
 
 
+def test_every_registered_command_is_in_the_module_table():
+    """A command a module registers is reachable: ``COMMAND_MODULES`` names it, with the
+    module that defines it (only that module is imported to run it)."""
+    import importlib
+
+    from abstractrt_cli.cli import common
+    from abstractrt_cli.cli.app import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        importlib.import_module(f"abstractrt_cli.cli.{module}")
+    registered = {name: fn.__module__.rsplit(".", 1)[1] for name, fn, _ in common.COMMANDS}
+    assert registered == COMMAND_MODULES
+
+
 def test_a_cron_tick_imports_only_what_it_uses(cli):
     """`abstractrt tick RUN` (plain output) and `waiting` never load rich, YAML,
     platformdirs (with every setting given) or the answering code."""

@@ -3,10 +3,12 @@
 Commands live in one module per group (``runs``, ``events``, ``queries``, ``answers``,
 ``admin``) and are thin: each parses its arguments, calls one function in ``ops`` and
 renders what comes back. ``common`` holds the one error edge and the one exit rule.
-Modules import what they need inside each command, so ``abstractrt tick RUN`` loads
-neither rich nor YAML nor the code of other commands.
+Modules import what they need inside each command, and a command's module is imported
+only when that command is asked for (``COMMAND_MODULES``), so ``abstractrt tick RUN``
+loads neither rich nor YAML nor the code of other commands.
 """
 
+import importlib
 import sys
 from collections.abc import MutableMapping
 from typing import Annotated, Any, Callable, Dict, Iterator, List, Optional
@@ -16,7 +18,7 @@ from typer.core import TyperGroup
 from typer.models import CommandInfo
 
 from ..errors import EXIT_USAGE, UsageError
-from . import admin, answers, common, events, lifecycle, queries, runs, worker  # noqa: F401 - they register commands
+from . import common
 from .common import DataDirOption, Globals, JsonOption, StoreOption, WorkflowsOption
 
 
@@ -59,7 +61,7 @@ class AbstractRTGroup(TyperGroup):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.commands = LazyCommands({info.name: _factory(info) for info in COMMAND_INFOS})
+        self.commands = LazyCommands({name: _factory(name) for name in COMMAND_MODULES})
 
     def parse_args(self, ctx: Any, args: List[str]) -> List[str]:
         obj = ctx.ensure_object(Globals)
@@ -137,25 +139,41 @@ def _main(
     obj.data_dir, obj.workflows, obj.store, obj.json = data_dir, workflows, store, json_out
 
 
-# The order of `abstractrt --help`: the life of a run, then reading, then administration.
-_ORDER = ["workflows", "start", "tick", "resume", "answer", "emit", "events", "waiting", "runs",
-          "show", "ledger", "logs", "cancel", "limits", "retry", "snapshot", "snapshots", "fork",
-          "artifacts", "artifact", "export", "import", "prune", "pruned", "worker", "doctor",
-          "store", "reindex", "config", "key"]
+#: Every command and the module of ``cli/`` that defines it, in the order of
+#: ``abstractrt --help``: the life of a run, then reading, then administration.
+COMMAND_MODULES: Dict[str, str] = {
+    "workflows": "queries", "start": "runs", "tick": "runs", "resume": "runs",
+    "answer": "answers", "emit": "events", "events": "events", "waiting": "queries",
+    "runs": "queries", "show": "queries", "ledger": "queries", "logs": "lifecycle",
+    "cancel": "runs", "limits": "runs", "retry": "lifecycle", "snapshot": "lifecycle",
+    "snapshots": "lifecycle", "fork": "lifecycle", "artifacts": "lifecycle",
+    "artifact": "lifecycle", "export": "lifecycle", "import": "lifecycle", "prune": "lifecycle",
+    "pruned": "lifecycle", "worker": "worker", "doctor": "lifecycle", "store": "admin",
+    "reindex": "admin", "config": "admin", "key": "admin",
+}
 
-#: Every command, in help order (``app.registered_commands`` stays empty: see LazyCommands).
-COMMAND_INFOS: List[CommandInfo] = [
-    CommandInfo(name, callback=fn, **settings)
-    for name, fn, settings in sorted(common.COMMANDS, key=lambda c: _ORDER.index(c[0])
-                                     if c[0] in _ORDER else len(_ORDER))
-]
+
+def command_info(name: str) -> CommandInfo:
+    """Command ``name``, its module imported (which registers it in ``common.COMMANDS``)."""
+    importlib.import_module(f".{COMMAND_MODULES[name]}", __package__)
+    for registered, fn, settings in common.COMMANDS:
+        if registered == name:
+            return CommandInfo(name, callback=fn, **settings)
+    raise KeyError(name)
 
 
-def _factory(info: CommandInfo) -> Callable[[], Any]:
+def __getattr__(attr: str) -> Any:
+    if attr == "COMMAND_INFOS":  # every command, in help order (imports every module)
+        return [command_info(name) for name in COMMAND_MODULES]
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+def _factory(name: str) -> Callable[[], Any]:
     def build() -> Any:
         from typer.main import get_command_from_info
 
-        return get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+        return get_command_from_info(command_info(name),
+                                     pretty_exceptions_short=app.pretty_exceptions_short,
                                      rich_markup_mode=app.rich_markup_mode)
 
     return build

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from contextlib import contextmanager, redirect_stdout
 from datetime import datetime, timezone
@@ -269,6 +268,7 @@ def answer_command(run: RunState) -> Optional[str]:
     w = run.waiting
     if w is None:
         return None
+    import shlex
     rid = run.run_id
     if w.reason == WaitReason.USER and w.schema is not None:
         from ..ops.answers import form_fields

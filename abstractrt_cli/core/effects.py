@@ -8,7 +8,6 @@ needs the runtime (starting a child) is a callable on the context.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from typing import Any, Callable, Dict, Optional
 
 from .models import Effect, EffectType, RunState, RunStatus, WaitReason, WaitState
 from .outcome import EffectOutcome
+from .sha import sha256
 from .timeutil import parse_timestamp
 
 
@@ -127,7 +127,7 @@ def passthrough(ctx: EffectContext) -> EffectOutcome:
 def child_run_id(idempotency_key: str) -> str:
     """The id of the child a step starts: derived from the step's key, so replaying the
     step after a crash finds the child instead of starting a second one."""
-    return str(uuid.UUID(hashlib.sha256(f"{idempotency_key}:child".encode()).hexdigest()[:32]))
+    return str(uuid.UUID(sha256(f"{idempotency_key}:child".encode()).hexdigest()[:32]))
 
 
 def start_subworkflow(ctx: EffectContext) -> EffectOutcome:

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import stat
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any, Dict, Optional
 
 from ..errors import SignatureError
 from .models import RunState
+from .sha import sha256
 
 ENV_SIGNING_KEY = "ABSTRACTRT_SIGNING_KEY"
 KEY_FILE_NAME = "signing.key"
@@ -48,18 +47,21 @@ def state_digest(run: RunState) -> str:
     doc = run.to_jsonable()
     for k in _EXCLUDED:
         doc.pop(k, None)
-    return hashlib.sha256(_canonical(doc)).hexdigest()
+    return sha256(_canonical(doc)).hexdigest()
 
 
 def state_digest_of(doc: Dict[str, Any]) -> str:
     """``state_digest`` of a run file's JSON document (for verification)."""
     clean = {k: v for k, v in doc.items() if k not in _EXCLUDED}
-    return hashlib.sha256(_canonical(clean)).hexdigest()
+    return sha256(_canonical(clean)).hexdigest()
 
 
 def sign_checkpoint(key: bytes, run_id: str, count: int, head: Optional[str],
                     digest: Optional[str]) -> str:
     msg = f"abstractrt-checkpoint-v1\n{run_id}\n{count}\n{head or ''}\n{digest or ''}"
+    import hashlib
+    import hmac  # only with a signing key
+
     return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
@@ -67,6 +69,8 @@ def check_signature(key: bytes, sig: Optional[str], run_id: str, count: int,
                     head: Optional[str], digest: Optional[str]) -> bool:
     if not sig:
         return False
+    import hmac
+
     return hmac.compare_digest(sig, sign_checkpoint(key, run_id, count, head, digest))
 
 

@@ -17,7 +17,6 @@ key, so nothing recorded runs again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -52,6 +51,7 @@ from .output import NO_OUTPUT, StepOutput
 from .steptimer import StepLimit, step_time_limit, watching
 from .timeutil import parse_timestamp
 from .waits import DEADLINE_ACTOR, deadline_due, timeout_payload
+from .sha import sha256
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -707,7 +707,7 @@ class RunOp:
         if not isinstance(policy, DefaultEffectPolicy):
             # A foreign policy (AbstractRuntime's) keys on node and payload alone: add the
             # step's sequence number so a loop's next visit is not taken for a replay.
-            key = hashlib.sha256(f"{key}:{self.run.effect_seq}".encode()).hexdigest()[:32]
+            key = sha256(f"{key}:{self.run.effect_seq}".encode()).hexdigest()[:32]
         prior = self.replay.effect_records(key)
         reused = self._reuse_outcome(prior)
         if reused is not None:

@@ -10,7 +10,6 @@ runtime has a log store: a library user without one pays nothing.
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
@@ -35,16 +34,21 @@ class _Tee:
         return getattr(self._inner, name)
 
 
-class _Handler(logging.Handler):
-    def __init__(self, sink: "StepOutput") -> None:
-        super().__init__(logging.DEBUG)
-        self._sink = sink
+def _log_handler(sink: "StepOutput") -> Any:
+    """A ``logging`` handler noting records in ``sink`` — only made once node code has
+    imported ``logging`` (importing it here would cost every command): until then a log
+    call can only come from code that imports it in the step, and with no handlers set
+    up its record goes to stderr, which is noted anyway."""
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._sink.note("log", f"{record.levelname} {record.name}: {record.getMessage()}\n")
-        except Exception:  # a log call must never break the step that made it
-            pass
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                sink.note("log", f"{record.levelname} {record.name}: {record.getMessage()}\n")
+            except Exception:  # a log call must never break the step that made it
+                pass
+
+    return _Handler(logging.DEBUG)
 
 
 class StepOutput:
@@ -55,7 +59,8 @@ class StepOutput:
         self.node_id = ""
         self.effect_seq = 0
         self._saved: Optional[tuple] = None
-        self._handler = _Handler(self)
+        self._handler: Any = None
+        self._root: Any = None  # the logger the handler was added to
 
     def of(self, node_id: str, effect_seq: int) -> "StepOutput":
         self.node_id, self.effect_seq = node_id, effect_seq
@@ -76,10 +81,17 @@ class StepOutput:
         self._saved = (sys.stdout, sys.stderr)
         sys.stdout = _Tee(sys.stdout, self, "stdout")  # type: ignore[assignment]
         sys.stderr = _Tee(sys.stderr, self, "stderr")  # type: ignore[assignment]
-        logging.getLogger().addHandler(self._handler)
+        logging = sys.modules.get("logging")
+        if logging is not None:
+            if self._handler is None:
+                self._handler = _log_handler(self)
+            self._root = logging.getLogger()
+            self._root.addHandler(self._handler)
 
     def __exit__(self, *exc: Any) -> None:
-        logging.getLogger().removeHandler(self._handler)
+        if self._root is not None:
+            self._root.removeHandler(self._handler)
+            self._root = None
         if self._saved is not None:
             sys.stdout, sys.stderr = self._saved
             self._saved = None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Protocol
 
 from .models import Effect, RunState, effect_type_name
+from .sha import sha256
 
 
 class EffectPolicy(Protocol):
@@ -34,7 +34,7 @@ def compute_idempotency_key(*, run: RunState, node_id: str, effect: Effect) -> s
         "effect_payload": effect.payload,
     }
     text = json.dumps(key_data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass

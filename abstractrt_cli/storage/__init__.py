@@ -14,9 +14,9 @@ from typing import Any, Optional, Union
 
 from .base import Stores
 from .chain import compute_record_hash, verify_ledger_chain
-from .memory import InMemoryLedgerStore, InMemoryRunStore, empty_stores, memory_stores
 
 _FILE_STORES = ("FileRunStore", "FileLedgerStore", "open_file_stores", "open_file_bundle")
+_MEMORY_STORES = ("InMemoryRunStore", "InMemoryLedgerStore", "memory_stores", "empty_stores")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 POSTGRES_EXTRA = "abstractrt-cli[postgres]"
 
@@ -54,6 +54,8 @@ def open_stores(store: Optional[str], data_dir: Union[str, "os.PathLike[str]"], 
         # Nothing stored yet: empty stores (which never write anything anywhere), every
         # part there and empty, so that queries of any of them answer "none"; what would
         # keep something in them is refused, never silently lost.
+        from .memory import empty_stores
+
         return empty_stores(kind="files", location=location)
 
     stores = files.open_file_bundle(location, create=create)
@@ -73,4 +75,8 @@ def __getattr__(name: str) -> Any:
         from . import files
 
         return getattr(files, name)
+    if name in _MEMORY_STORES:
+        from . import memory
+
+        return getattr(memory, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Dict, List, Optional
+
+from ..core.sha import sha256
 
 GENESIS = None  # prev_hash of a run's first record
 
@@ -17,7 +18,7 @@ def compute_record_hash(record: Dict[str, Any], prev_hash: Optional[str]) -> str
     """Hash of a record with ``prev_hash`` in it and ``record_hash``/``signature`` out."""
     clean = {k: v for k, v in record.items() if k not in ("record_hash", "signature")}
     clean["prev_hash"] = prev_hash
-    return hashlib.sha256(canonical_json(clean).encode("utf-8")).hexdigest()
+    return sha256(canonical_json(clean).encode("utf-8")).hexdigest()
 
 
 def chain_record(record: Dict[str, Any], *, seq: int, prev_hash: Optional[str]) -> Dict[str, Any]:

@@ -17,7 +17,6 @@ runs a query returns, and in which order, is decided here:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -168,6 +167,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 def artifact_ref(data: bytes) -> str:
     """The ref of these bytes: ``"sha256:"`` + their lowercase hex SHA-256."""
+    import hashlib  # (OpenSSL's is the fastest for big artifacts; only loaded for them)
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -66,21 +66,49 @@ def open_file_stores(data_dir: Any, *, fsync: bool = True,
 
 
 def open_file_bundle(data_dir: Any, *, fsync: bool = True, create: bool = True) -> Any:
-    """Every store of one data dir, as the ``Stores`` bundle commands work on."""
+    """Every store of one data dir, as the ``Stores`` bundle commands work on.
+
+    The parts of part two are built (and their modules imported) on first use: a tick or
+    a query that never touches events, snapshots or artifacts does not pay for them.
+    """
     from ..base import Stores
-    from .artifacts import FileArtifactStore
-    from .audit import FileAuditStore
-    from .events import FileEventStore
-    from .logs import FileLogStore
-    from .snapshots import FileSnapshotStore
 
     runs, ledger = open_file_stores(data_dir, fsync=fsync, create=create)
     layout = runs._layout
     return Stores(runs=runs, ledger=ledger, kind="files", location=runs.data_dir,
-                  capabilities=runs.capabilities, events=FileEventStore(runs),
-                  snapshots=FileSnapshotStore(layout, fsync=fsync),
-                  artifacts=FileArtifactStore(layout, fsync=fsync),
-                  audit=FileAuditStore(layout, fsync=fsync), logs=FileLogStore(layout, fsync=fsync))
+                  capabilities=runs.capabilities,
+                  events=_Lazy("events", "FileEventStore", runs),
+                  snapshots=_Lazy("snapshots", "FileSnapshotStore", layout, fsync=fsync),
+                  artifacts=_Lazy("artifacts", "FileArtifactStore", layout, fsync=fsync),
+                  audit=_Lazy("audit", "FileAuditStore", layout, fsync=fsync),
+                  logs=_Lazy("logs", "FileLogStore", layout, fsync=fsync))
+
+
+class _Lazy:
+    """A part of the bundle, made from ``<module>.<cls>(*args, **kwargs)`` when first used."""
+
+    def __init__(self, module: str, cls: str, *args: Any, **kwargs: Any) -> None:
+        self._how = (module, cls, args, kwargs)
+        self._made: Any = None
+
+    def _get(self) -> Any:
+        if self._made is None:
+            import importlib
+
+            module, cls, args, kwargs = self._how
+            self._made = getattr(importlib.import_module(f".{module}", __name__), cls)(
+                *args, **kwargs)
+        return self._made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+    def close(self) -> None:
+        """Close the part if it was made; one never used has nothing open."""
+        if self._made is not None:
+            fn = getattr(self._made, "close", None)
+            if fn is not None:
+                fn()
 
 
 def data_dir_exists(path: str) -> bool:

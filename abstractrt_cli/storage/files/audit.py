@@ -14,7 +14,6 @@ file name, else by the id's SHA-256 (the id itself is inside).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any, Dict, List
@@ -25,6 +24,7 @@ from .ids import is_valid_run_id
 from .layout import Layout
 from .lines import append_lines, encode_line, read_lines
 from .oserrors import mapped
+from ...core.sha import sha256
 
 PRUNED = "pruned.jsonl"
 
@@ -32,7 +32,7 @@ PRUNED = "pruned.jsonl"
 def heartbeat_file(worker_id: str) -> str:
     if is_valid_run_id(worker_id):
         return worker_id + ".json"
-    return "h." + hashlib.sha256(worker_id.encode("utf-8")).hexdigest() + ".json"
+    return "h." + sha256(worker_id.encode("utf-8")).hexdigest() + ".json"
 
 
 class FileAuditStore:

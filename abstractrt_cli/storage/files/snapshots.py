@@ -20,7 +20,6 @@ directories there are few of).
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from .ids import is_valid_run_id, validate_run_id
 from .jsonfmt import dumps_readable
 from .layout import Layout
 from .oserrors import mapped
+from ...core.sha import sha256
 
 T = TypeVar("T")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")
@@ -41,7 +41,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")
 def file_name(name: str) -> str:
     if _SAFE_NAME.fullmatch(name) and ".." not in name:
         return f"n.{name}.json"
-    return "h." + hashlib.sha256(name.encode("utf-8")).hexdigest() + ".json"
+    return "h." + sha256(name.encode("utf-8")).hexdigest() + ".json"
 
 
 class FileSnapshotStore:
