@@ -19,23 +19,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Set
 
+from .core.dc import FACTORY, Plain
 from .core.sha import sha256
 from .core.spec import WorkflowEntry, WorkflowRegistry, looks_like_workflow
 from .errors import DuplicateWorkflowError, UnknownWorkflowError, WorkflowLoadError
 
 
-@dataclass
-class BrokenFile:
+@dataclass(init=False, repr=False, eq=False)
+class BrokenFile(Plain):
     path: str
     error: str
 
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(self, path: str, error: str) -> None:
+        self.path = path
+        self.error = error
+    # --- end of the written-out __init__ ---
 
-@dataclass
-class LoadedWorkflows:
+
+@dataclass(init=False, repr=False, eq=False)
+class LoadedWorkflows(Plain):
     directory: Path
     registry: WorkflowRegistry = field(default_factory=WorkflowRegistry)
     broken: List[BrokenFile] = field(default_factory=list)
     duplicates: Dict[str, DuplicateWorkflowError] = field(default_factory=dict)
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        directory: Path,
+        registry: WorkflowRegistry = FACTORY,
+        broken: List[BrokenFile] = FACTORY,
+        duplicates: Dict[str, DuplicateWorkflowError] = FACTORY,
+    ) -> None:
+        self.directory = directory
+        self.registry = WorkflowRegistry() if registry is FACTORY else registry
+        self.broken = list() if broken is FACTORY else broken
+        self.duplicates = dict() if duplicates is FACTORY else duplicates
+    # --- end of the written-out __init__ ---
 
     def entry(self, workflow_id: str) -> WorkflowEntry:
         """The workflow's entry, or the precise error why it cannot be used."""

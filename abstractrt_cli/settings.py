@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .core.dc import Frozen
 from .errors import ConfigError
 
 ENV_DATA_DIR = "ABSTRACTRT_DATA_DIR"
@@ -36,8 +37,8 @@ SETTINGS: Tuple[Tuple[str, str, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Settings:
+@dataclass(init=False, repr=False, eq=False)
+class Settings(Frozen):
     data_dir: Path
     workflows_dir: Path
     data_dir_from: str = "option"  # "option" | "env" | "config" | "default"
@@ -48,6 +49,28 @@ class Settings:
     store_from: str = "default"
     config_file: Optional[Path] = None
     config_file_from: str = "default"  # "env" (ABSTRACTRT_CONFIG) | "default"
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (frozen) ---
+    def __init__(
+        self,
+        data_dir: Path,
+        workflows_dir: Path,
+        data_dir_from: str = "option",
+        workflows_dir_from: str = "option",
+        store: Optional[str] = None,
+        store_from: str = "default",
+        config_file: Optional[Path] = None,
+        config_file_from: str = "default",
+    ) -> None:
+        object.__setattr__(self, 'data_dir', data_dir)
+        object.__setattr__(self, 'workflows_dir', workflows_dir)
+        object.__setattr__(self, 'data_dir_from', data_dir_from)
+        object.__setattr__(self, 'workflows_dir_from', workflows_dir_from)
+        object.__setattr__(self, 'store', store)
+        object.__setattr__(self, 'store_from', store_from)
+        object.__setattr__(self, 'config_file', config_file)
+        object.__setattr__(self, 'config_file_from', config_file_from)
+    # --- end of the written-out __init__ ---
 
     @cached_property  # a frozen dataclass without slots: cached in the instance's __dict__
     def llm(self) -> Optional[Dict[str, Any]]:

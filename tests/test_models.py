@@ -183,3 +183,97 @@ def test_step_record_json_has_abstractruntime_fields():
 def test_limit_warning_pct():
     assert LimitWarning("iterations", "warning", 20, 25).pct == 80.0
     assert LimitWarning("tokens", "exceeded", 5, 0).pct == 0.0
+
+
+# ------------------------------------------------------- written-out dataclass __init__s
+
+
+def _marked_classes():
+    """Every class whose __init__ scripts/dataclass_methods.py writes out."""
+    import importlib
+
+    from abstractrt_cli.core.dc import Plain
+
+    sys_path = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts"
+    spec = importlib.util.spec_from_file_location("dataclass_methods", sys_path / "dataclass_methods.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = []
+    for name in tool.FILES:
+        module = importlib.import_module("abstractrt_cli." + name[:-3].replace("/", "."))
+        out += [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Plain)
+                and v.__module__ == module.__name__ and "__dataclass_fields__" in v.__dict__]
+    return tool, out
+
+
+def test_written_out_inits_are_current():
+    """A field added to a marked class without re-running the script fails here."""
+    tool, classes = _marked_classes()
+    assert tool.main(["--check"]) == 0
+    assert len(classes) >= 15
+
+
+_POST_INIT_SAMPLES = {
+    "LimitWarning": {"limit_type": "iterations", "status": "warning", "current": 3, "maximum": 4,
+                     "pct": 75.0},
+    "DefaultEffectPolicy": {"default_max_attempts": 2, "default_backoff_base": 0.5,
+                            "default_backoff_max": 9.0, "effect_max_attempts": {"tool_calls": 3}},
+}
+
+
+def test_written_out_classes_behave_as_dataclasses():
+    """Same signature, defaults, repr, equality, hashing and frozenness as the
+    @dataclass the class would be without its written-out __init__."""
+    import dataclasses
+    import inspect
+
+    from abstractrt_cli.core.dc import Frozen
+
+    _tool, classes = _marked_classes()
+    for cls in classes:
+        frozen = issubclass(cls, Frozen)
+        spec = []
+        for f in dataclasses.fields(cls):
+            extra = {}
+            if f.default is not dataclasses.MISSING:
+                extra["default"] = f.default
+            if f.default_factory is not dataclasses.MISSING:
+                extra["default_factory"] = f.default_factory
+            spec.append((f.name, f.type, dataclasses.field(**extra)))
+        twin = dataclasses.make_dataclass(cls.__name__, spec, frozen=frozen)
+        ours, theirs = inspect.signature(cls), inspect.signature(twin)
+        assert list(ours.parameters) == list(theirs.parameters), cls
+        for name, p in ours.parameters.items():
+            q = theirs.parameters[name]
+            assert p.kind == q.kind, (cls, name)
+            assert repr(p.default) == repr(q.default) or p.default == q.default, (cls, name)
+        # An instance from the required fields (a sentinel each), and its twin.
+        # A distinct value for every field (what __post_init__ can take, where it checks).
+        every = {n: object() for n in ours.parameters} | _POST_INIT_SAMPLES.get(cls.__name__, {})
+        required = {n: every[n] for n, p in ours.parameters.items() if p.default is p.empty}
+        assert repr(cls(**every)).replace(cls.__qualname__, "X") == \
+            repr(twin(**every)).replace(twin.__qualname__, "X")
+        a, b = cls(**required), twin(**required)
+        assert cls(**every) == cls(**every) and cls(**every) != twin(**every)
+        assert a != object() and cls(**every) != cls(**{**every, next(iter(every)): "other"})
+        for f in dataclasses.fields(cls):
+            if f.default_factory is not dataclasses.MISSING:
+                made = f.default_factory()
+                assert type(getattr(a, f.name)) is type(made)
+                if isinstance(made, (dict, list)):
+                    assert getattr(a, f.name) is not getattr(cls(**required), f.name)  # fresh
+        if frozen:
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(a, next(iter(required), dataclasses.fields(cls)[0].name), 1)
+            try:
+                assert hash(cls(**every)) == hash(cls(**every))
+            except TypeError:  # a field that is not hashable (a dict): as @dataclass's
+                with pytest.raises(TypeError):
+                    hash(b)
+        else:
+            with pytest.raises(TypeError):
+                hash(a)
+            first = dataclasses.fields(cls)[0].name
+            setattr(a, first, "changed")
+            assert getattr(a, first) == "changed"
+        assert dataclasses.replace(cls(**every)) == cls(**every)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from .dc import FACTORY, Frozen
 from .limits import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_TOKENS, DEFAULT_WARN_PCT, LIMIT_KEYS
 
 __all__ = ["RuntimeConfig", "LIMIT_KEYS"]
 
 
-@dataclass(frozen=True)
-class RuntimeConfig:
+@dataclass(init=False, repr=False, eq=False)
+class RuntimeConfig(Frozen):
     """Limits for new runs (``vars["_limits"]``) and runtime behaviour.
 
     ``max_inline_backoff``: a retry backoff up to this many seconds is slept inside the
@@ -38,6 +39,38 @@ class RuntimeConfig:
     signing_key: Optional[bytes] = None
     # The config key ``llm``: base_url, model, api_key_env, timeout (core/llm.py).
     llm: Optional[Dict[str, Any]] = None
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (frozen) ---
+    def __init__(
+        self,
+        max_iterations: int = DEFAULT_MAX_ITERATIONS,
+        warn_iterations_pct: int = DEFAULT_WARN_PCT,
+        max_tokens: Optional[int] = None,
+        max_output_tokens: Optional[int] = None,
+        warn_tokens_pct: int = DEFAULT_WARN_PCT,
+        max_history_messages: int = -1,
+        model_capabilities: Dict[str, Any] = FACTORY,
+        max_inline_backoff: float = 2.0,
+        lock_timeout: float = 2.0,
+        step_timeout: Optional[float] = 600.0,
+        effects_per_checkpoint: int = 32,
+        signing_key: Optional[bytes] = None,
+        llm: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        object.__setattr__(self, 'max_iterations', max_iterations)
+        object.__setattr__(self, 'warn_iterations_pct', warn_iterations_pct)
+        object.__setattr__(self, 'max_tokens', max_tokens)
+        object.__setattr__(self, 'max_output_tokens', max_output_tokens)
+        object.__setattr__(self, 'warn_tokens_pct', warn_tokens_pct)
+        object.__setattr__(self, 'max_history_messages', max_history_messages)
+        object.__setattr__(self, 'model_capabilities', dict() if model_capabilities is FACTORY else model_capabilities)
+        object.__setattr__(self, 'max_inline_backoff', max_inline_backoff)
+        object.__setattr__(self, 'lock_timeout', lock_timeout)
+        object.__setattr__(self, 'step_timeout', step_timeout)
+        object.__setattr__(self, 'effects_per_checkpoint', effects_per_checkpoint)
+        object.__setattr__(self, 'signing_key', signing_key)
+        object.__setattr__(self, 'llm', llm)
+    # --- end of the written-out __init__ ---
 
     def to_limits_dict(self) -> Dict[str, Any]:
         return {

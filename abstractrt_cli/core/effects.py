@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Optional
 
+from .dc import Plain
 from .models import Effect, EffectType, RunState, RunStatus, WaitReason, WaitState
 from .outcome import EffectOutcome
 from .sha import sha256
 from .timeutil import parse_timestamp
 
 
-@dataclass
-class EffectContext:
+@dataclass(init=False, repr=False, eq=False)
+class EffectContext(Plain):
     """Everything a built-in effect may use."""
 
     run: RunState
@@ -35,6 +36,32 @@ class EffectContext:
     tools: Optional[Dict[str, Callable[..., Any]]] = None  # the module's TOOLS
     tool_approval: Optional[Dict[str, str]] = None  # the module's TOOL_APPROVAL
     has_registry: bool = True  # the runtime can look workflows up (for children)
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        run: RunState,
+        effect: Effect,
+        next_node: Optional[str],
+        idempotency_key: str,
+        clock: Callable[[], datetime],
+        start_child: Callable[[str, str, Dict[str, Any], bool], Optional[RunState]],
+        llm: Optional[Dict[str, Any]] = None,
+        tools: Optional[Dict[str, Callable[..., Any]]] = None,
+        tool_approval: Optional[Dict[str, str]] = None,
+        has_registry: bool = True,
+    ) -> None:
+        self.run = run
+        self.effect = effect
+        self.next_node = next_node
+        self.idempotency_key = idempotency_key
+        self.clock = clock
+        self.start_child = start_child
+        self.llm = llm
+        self.tools = tools
+        self.tool_approval = tool_approval
+        self.has_registry = has_registry
+    # --- end of the written-out __init__ ---
 
     @property
     def payload(self) -> Dict[str, Any]:

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Dict, List, Optional
 
+from .dc import FACTORY, Frozen, Plain
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -96,13 +98,25 @@ def _check(name: str, value: Any, types: Any, *, optional: bool = True) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class Effect:
+@dataclass(init=False, repr=False, eq=False)
+class Effect(Frozen):
     """A request for a side effect; the runtime stores its result at ``result_key``."""
 
     type: Any  # EffectType or any string naming a registered handler
     payload: Dict[str, Any] = field(default_factory=dict)
     result_key: Optional[str] = None
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (frozen) ---
+    def __init__(
+        self,
+        type: Any,
+        payload: Dict[str, Any] = FACTORY,
+        result_key: Optional[str] = None,
+    ) -> None:
+        object.__setattr__(self, 'type', type)
+        object.__setattr__(self, 'payload', dict() if payload is FACTORY else payload)
+        object.__setattr__(self, 'result_key', result_key)
+    # --- end of the written-out __init__ ---
 
     @property
     def type_name(self) -> str:
@@ -112,8 +126,8 @@ class Effect:
         return {"type": self.type_name, "payload": self.payload, "result_key": self.result_key}
 
 
-@dataclass(frozen=True)
-class StepPlan:
+@dataclass(init=False, repr=False, eq=False)
+class StepPlan(Frozen):
     """What a node asks for: an effect, a transition, or completion."""
 
     node_id: str
@@ -121,9 +135,23 @@ class StepPlan:
     next_node: Optional[str] = None
     complete_output: Optional[Dict[str, Any]] = None
 
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (frozen) ---
+    def __init__(
+        self,
+        node_id: str,
+        effect: Optional[Effect] = None,
+        next_node: Optional[str] = None,
+        complete_output: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        object.__setattr__(self, 'node_id', node_id)
+        object.__setattr__(self, 'effect', effect)
+        object.__setattr__(self, 'next_node', next_node)
+        object.__setattr__(self, 'complete_output', complete_output)
+    # --- end of the written-out __init__ ---
 
-@dataclass
-class WaitState:
+
+@dataclass(init=False, repr=False, eq=False)
+class WaitState(Plain):
     """A durable pause: what the run waits for and where it goes next."""
 
     reason: WaitReason
@@ -144,6 +172,44 @@ class WaitState:
     allowed_actors: Optional[List[str]] = None
     remind_every: Optional[str] = None
     reminded: Optional[int] = None  # how many reminders were sent for this wait
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        reason: WaitReason,
+        wait_key: Optional[str] = None,
+        until: Optional[str] = None,
+        resume_to_node: Optional[str] = None,
+        result_key: Optional[str] = None,
+        prompt: Optional[str] = None,
+        choices: Optional[List[str]] = None,
+        allow_free_text: bool = True,
+        details: Optional[Dict[str, Any]] = None,
+        since: Optional[str] = None,
+        deadline: Optional[str] = None,
+        on_timeout: Any = None,
+        schema: Optional[Dict[str, Any]] = None,
+        allowed_actors: Optional[List[str]] = None,
+        remind_every: Optional[str] = None,
+        reminded: Optional[int] = None,
+    ) -> None:
+        self.reason = reason
+        self.wait_key = wait_key
+        self.until = until
+        self.resume_to_node = resume_to_node
+        self.result_key = result_key
+        self.prompt = prompt
+        self.choices = choices
+        self.allow_free_text = allow_free_text
+        self.details = details
+        self.since = since
+        self.deadline = deadline
+        self.on_timeout = on_timeout
+        self.schema = schema
+        self.allowed_actors = allowed_actors
+        self.remind_every = remind_every
+        self.reminded = reminded
+    # --- end of the written-out __init__ ---
 
     def to_jsonable(self) -> Dict[str, Any]:
         return {
@@ -205,8 +271,8 @@ class WaitState:
                              | {"allow_free_text": getattr(obj, "allow_free_text", True)})
 
 
-@dataclass
-class RunState:
+@dataclass(init=False, repr=False, eq=False)
+class RunState(Plain):
     """Durable state of one run; its JSON form is the run file."""
 
     run_id: str
@@ -235,6 +301,56 @@ class RunState:
     checkpoint_sig: Optional[str] = None
     # A tool_calls step between approval waits: {"effect_key", "results", "decisions"}.
     tool_progress: Optional[Dict[str, Any]] = None
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        run_id: str,
+        workflow_id: str,
+        status: RunStatus,
+        current_node: str,
+        vars: Dict[str, Any] = FACTORY,
+        waiting: Optional[WaitState] = None,
+        output: Optional[Dict[str, Any]] = None,
+        error: Optional[str] = None,
+        created_at: str = FACTORY,
+        updated_at: str = FACTORY,
+        actor_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        parent_run_id: Optional[str] = None,
+        effect_seq: int = 0,
+        ledger_count: int = 0,
+        ledger_head: Optional[str] = None,
+        pending_retry: Optional[Dict[str, Any]] = None,
+        workflow_source: Optional[str] = None,
+        workflow_fingerprint: Optional[str] = None,
+        error_info: Optional[Dict[str, Any]] = None,
+        checkpoint_sig: Optional[str] = None,
+        tool_progress: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow_id = workflow_id
+        self.status = status
+        self.current_node = current_node
+        self.vars = dict() if vars is FACTORY else vars
+        self.waiting = waiting
+        self.output = output
+        self.error = error
+        self.created_at = utc_now_iso() if created_at is FACTORY else created_at
+        self.updated_at = utc_now_iso() if updated_at is FACTORY else updated_at
+        self.actor_id = actor_id
+        self.session_id = session_id
+        self.parent_run_id = parent_run_id
+        self.effect_seq = effect_seq
+        self.ledger_count = ledger_count
+        self.ledger_head = ledger_head
+        self.pending_retry = pending_retry
+        self.workflow_source = workflow_source
+        self.workflow_fingerprint = workflow_fingerprint
+        self.error_info = error_info
+        self.checkpoint_sig = checkpoint_sig
+        self.tool_progress = tool_progress
+    # --- end of the written-out __init__ ---
 
     @classmethod
     def new(
@@ -326,8 +442,8 @@ class RunState:
         )
 
 
-@dataclass
-class StepRecord:
+@dataclass(init=False, repr=False, eq=False)
+class StepRecord(Plain):
     """One append-only ledger entry."""
 
     run_id: str
@@ -351,6 +467,48 @@ class StepRecord:
     # The digest of the run's state as checkpointed right after this record (if it is).
     state_digest: Optional[str] = None
 
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        run_id: str,
+        step_id: str,
+        node_id: str,
+        status: StepStatus,
+        effect: Optional[Dict[str, Any]] = None,
+        result: Optional[Any] = None,
+        error: Optional[str] = None,
+        started_at: str = FACTORY,
+        ended_at: Optional[str] = None,
+        actor_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        attempt: int = 1,
+        idempotency_key: Optional[str] = None,
+        prev_hash: Optional[str] = None,
+        record_hash: Optional[str] = None,
+        kind: RecordKind = RecordKind.EFFECT,
+        seq: Optional[int] = None,
+        state_digest: Optional[str] = None,
+    ) -> None:
+        self.run_id = run_id
+        self.step_id = step_id
+        self.node_id = node_id
+        self.status = status
+        self.effect = effect
+        self.result = result
+        self.error = error
+        self.started_at = utc_now_iso() if started_at is FACTORY else started_at
+        self.ended_at = ended_at
+        self.actor_id = actor_id
+        self.session_id = session_id
+        self.attempt = attempt
+        self.idempotency_key = idempotency_key
+        self.prev_hash = prev_hash
+        self.record_hash = record_hash
+        self.kind = kind
+        self.seq = seq
+        self.state_digest = state_digest
+    # --- end of the written-out __init__ ---
+
     def to_jsonable(self) -> Dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -373,8 +531,8 @@ class StepRecord:
         } | ({"state_digest": self.state_digest} if self.state_digest else {})
 
 
-@dataclass
-class KeptEvent:
+@dataclass(init=False, repr=False, eq=False)
+class KeptEvent(Plain):
     """An emitted event kept in the store's mailbox (PRODUCT §8) until it expires."""
 
     event_id: str
@@ -384,6 +542,26 @@ class KeptEvent:
     expires_at: str
     received_by: List[str] = field(default_factory=list)
     actor_id: Optional[str] = None
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        event_id: str,
+        key: str,
+        payload: Dict[str, Any],
+        emitted_at: str,
+        expires_at: str,
+        received_by: List[str] = FACTORY,
+        actor_id: Optional[str] = None,
+    ) -> None:
+        self.event_id = event_id
+        self.key = key
+        self.payload = payload
+        self.emitted_at = emitted_at
+        self.expires_at = expires_at
+        self.received_by = list() if received_by is FACTORY else received_by
+        self.actor_id = actor_id
+    # --- end of the written-out __init__ ---
 
     def to_jsonable(self) -> Dict[str, Any]:
         return {"event_id": self.event_id, "key": self.key, "payload": self.payload,
@@ -402,8 +580,8 @@ class KeptEvent:
                    actor_id=_check("actor_id", data.get("actor_id"), str))
 
 
-@dataclass
-class LimitWarning:
+@dataclass(init=False, repr=False, eq=False)
+class LimitWarning(Plain):
     """A limit at its warning threshold or exceeded (see ``Runtime.check_limits``)."""
 
     limit_type: str
@@ -411,6 +589,23 @@ class LimitWarning:
     current: int
     maximum: int
     pct: float = 0.0
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        limit_type: str,
+        status: str,
+        current: int,
+        maximum: int,
+        pct: float = 0.0,
+    ) -> None:
+        self.limit_type = limit_type
+        self.status = status
+        self.current = current
+        self.maximum = maximum
+        self.pct = pct
+        self.__post_init__()
+    # --- end of the written-out __init__ ---
 
     def __post_init__(self) -> None:
         if self.maximum > 0:

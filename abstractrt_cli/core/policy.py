@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Protocol
 
+from .dc import FACTORY, Plain
 from .models import Effect, RunState, effect_type_name
 from .sha import sha256
 
@@ -37,14 +38,29 @@ def compute_idempotency_key(*, run: RunState, node_id: str, effect: Effect) -> s
     return sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-@dataclass
-class DefaultEffectPolicy:
+@dataclass(init=False, repr=False, eq=False)
+class DefaultEffectPolicy(Plain):
     """Exponential backoff ``base * 2**(attempt-1)`` capped at ``default_backoff_max``."""
 
     default_max_attempts: int = 1
     default_backoff_base: float = 1.0
     default_backoff_max: float = 60.0
     effect_max_attempts: Dict[str, int] = field(default_factory=dict)
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        default_max_attempts: int = 1,
+        default_backoff_base: float = 1.0,
+        default_backoff_max: float = 60.0,
+        effect_max_attempts: Dict[str, int] = FACTORY,
+    ) -> None:
+        self.default_max_attempts = default_max_attempts
+        self.default_backoff_base = default_backoff_base
+        self.default_backoff_max = default_backoff_max
+        self.effect_max_attempts = dict() if effect_max_attempts is FACTORY else effect_max_attempts
+        self.__post_init__()
+    # --- end of the written-out __init__ ---
 
     def __post_init__(self) -> None:
         if self.effect_max_attempts is None:  # AbstractRuntime passes None explicitly

@@ -34,6 +34,7 @@ from ..errors import (
 from .answers import normalise_payload
 from .waits import check_actor, validate_payload
 from .config import RuntimeConfig
+from .dc import FACTORY, Plain
 from .effects import BUILTIN_EFFECTS
 from .integrity import json_copy
 from .limits import check_limits, check_updates, limit_status, reached_limit
@@ -71,13 +72,25 @@ class Runnable(NamedTuple):
 DEFAULT_EVENT_TTL = timedelta(days=7)
 
 
-@dataclass
-class EmitReport:
+@dataclass(init=False, repr=False, eq=False)
+class EmitReport(Plain):
     """What ``emit`` did: the kept event (if kept), the runs it resumed, the busy ones."""
 
     event: Optional[KeptEvent]
     delivered: List[RunState] = field(default_factory=list)
     busy: List[str] = field(default_factory=list)
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        event: Optional[KeptEvent],
+        delivered: List[RunState] = FACTORY,
+        busy: List[str] = FACTORY,
+    ) -> None:
+        self.event = event
+        self.delivered = list() if delivered is FACTORY else delivered
+        self.busy = list() if busy is FACTORY else busy
+    # --- end of the written-out __init__ ---
 
 
 class DefaultRunContext:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Optional, Protocol
 
+from .dc import FACTORY, Frozen, Plain
 from .models import RunState, StepPlan
 
 
@@ -15,13 +16,20 @@ class RunContext(Protocol):
 NodeHandler = Callable[[RunState, RunContext], StepPlan]
 
 
-@dataclass(frozen=True)
-class WorkflowSpec:
+@dataclass(init=False, repr=False, eq=False)
+class WorkflowSpec(Frozen):
     """A graph of node handlers; ``entry_node`` is where a run starts."""
 
     workflow_id: str
     entry_node: str
     nodes: Dict[str, NodeHandler]
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (frozen) ---
+    def __init__(self, workflow_id: str, entry_node: str, nodes: Dict[str, NodeHandler]) -> None:
+        object.__setattr__(self, 'workflow_id', workflow_id)
+        object.__setattr__(self, 'entry_node', entry_node)
+        object.__setattr__(self, 'nodes', nodes)
+    # --- end of the written-out __init__ ---
 
     def get_node(self, node_id: str) -> NodeHandler:
         if node_id not in self.nodes:
@@ -43,8 +51,8 @@ def looks_like_workflow(obj: Any) -> bool:
         return False
 
 
-@dataclass
-class WorkflowEntry:
+@dataclass(init=False, repr=False, eq=False)
+class WorkflowEntry(Plain):
     """A workflow with what came with it: its module's handlers and policy, its source."""
 
     spec: Any
@@ -59,6 +67,32 @@ class WorkflowEntry:
     llm: Optional[Dict[str, Any]] = None  # module-level LLM = {...}
     tools: Optional[Dict[str, Callable[..., Any]]] = None  # module-level TOOLS
     tool_approval: Optional[Dict[str, str]] = None  # module-level TOOL_APPROVAL
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        spec: Any,
+        effect_handlers: Dict[str, Callable[..., Any]] = FACTORY,
+        effect_policy: Optional[Any] = None,
+        source: Optional[str] = None,
+        fingerprint: Optional[str] = None,
+        description: Optional[str] = None,
+        step_timeout: Optional[float] = None,
+        llm: Optional[Dict[str, Any]] = None,
+        tools: Optional[Dict[str, Callable[..., Any]]] = None,
+        tool_approval: Optional[Dict[str, str]] = None,
+    ) -> None:
+        self.spec = spec
+        self.effect_handlers = dict() if effect_handlers is FACTORY else effect_handlers
+        self.effect_policy = effect_policy
+        self.source = source
+        self.fingerprint = fingerprint
+        self.description = description
+        self.step_timeout = step_timeout
+        self.llm = llm
+        self.tools = tools
+        self.tool_approval = tool_approval
+    # --- end of the written-out __init__ ---
 
 
 class WorkflowRegistry:

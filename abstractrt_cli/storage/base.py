@@ -24,6 +24,7 @@ from typing import (
     Tuple, runtime_checkable,
 )
 
+from ..core.dc import FACTORY, Plain
 from ..core.models import KeptEvent, RunState, RunStatus, StepRecord, WaitReason
 from ..errors import CorruptRunError
 
@@ -231,8 +232,8 @@ class CommitStore(Protocol):
         ``ledger_head`` to the new head and save it, all or nothing."""
 
 
-@dataclass
-class Stores:
+@dataclass(init=False, repr=False, eq=False)
+class Stores(Plain):
     """One store, as the commands see it: its run store (also its queries), its ledger.
 
     ``kind`` is ``"files"``, ``"memory"`` or ``"postgresql"``; ``location`` a path or a
@@ -251,6 +252,32 @@ class Stores:
     artifacts: Any = None  # an ArtifactStore
     audit: Any = None  # an AuditStore (prune records, worker heartbeats)
     logs: Any = None  # a LogStore
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (plain) ---
+    def __init__(
+        self,
+        runs: Any,
+        ledger: Any,
+        kind: str,
+        location: str,
+        capabilities: FrozenSet[str] = FACTORY,
+        events: Any = None,
+        snapshots: Any = None,
+        artifacts: Any = None,
+        audit: Any = None,
+        logs: Any = None,
+    ) -> None:
+        self.runs = runs
+        self.ledger = ledger
+        self.kind = kind
+        self.location = location
+        self.capabilities = frozenset() if capabilities is FACTORY else capabilities
+        self.events = events
+        self.snapshots = snapshots
+        self.artifacts = artifacts
+        self.audit = audit
+        self.logs = logs
+    # --- end of the written-out __init__ ---
 
     def need(self, part: str) -> Any:
         """The named part (``snapshots``, ``artifacts``...), or a clear error saying this

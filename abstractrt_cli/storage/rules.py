@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
+from ..core.dc import Frozen
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.timeutil import parse_timestamp
 from .base import LOG_CAP
@@ -65,8 +66,8 @@ def as_reason(value: Any) -> Optional[WaitReason]:
     return None if value is None else WaitReason(getattr(value, "value", value))
 
 
-@dataclass(frozen=True)
-class RunFilter:
+@dataclass(init=False, repr=False, eq=False)
+class RunFilter(Frozen):
     """What ``list_runs`` asks for (every field None: every run)."""
 
     status: Optional[RunStatus] = None
@@ -75,6 +76,24 @@ class RunFilter:
     wait_key: Optional[str] = None
     parent_run_id: Optional[str] = None
     created_since: Optional[datetime] = None
+
+    # --- __init__ written out by scripts/dataclass_methods.py from the fields (frozen) ---
+    def __init__(
+        self,
+        status: Optional[RunStatus] = None,
+        workflow_id: Optional[str] = None,
+        wait_reason: Optional[WaitReason] = None,
+        wait_key: Optional[str] = None,
+        parent_run_id: Optional[str] = None,
+        created_since: Optional[datetime] = None,
+    ) -> None:
+        object.__setattr__(self, 'status', status)
+        object.__setattr__(self, 'workflow_id', workflow_id)
+        object.__setattr__(self, 'wait_reason', wait_reason)
+        object.__setattr__(self, 'wait_key', wait_key)
+        object.__setattr__(self, 'parent_run_id', parent_run_id)
+        object.__setattr__(self, 'created_since', created_since)
+    # --- end of the written-out __init__ ---
 
     @classmethod
     def of(cls, *, status: Any = None, workflow_id: Optional[str] = None,
