@@ -4,6 +4,7 @@ call costs little more than starting Python"), and how ``tick --all`` scales wit
     python bench/cli.py                    # defaults: 20 repeats, 20,000 stored runs, 100 due
     python bench/cli.py --repeats 10 --total 2000 --due 50 --importtime
     python bench/cli.py --installs-only    # just the start-up targets below
+    python bench/cli.py --installs-only --instructions   # and as instructions (valgrind)
 
 Measures, as wall time of real processes (median of ``--repeats``):
 
@@ -27,6 +28,11 @@ Bytecode is cached in the temporary directory (as an installed package's would b
 
 With ``--importtime`` (or when the tick ratio is above 3x) it prints the modules that cost
 most to import for a command's startup (``python -X importtime``).
+
+With ``--instructions`` it also counts the CPU instructions each start-up command executes
+(``valgrind --tool=callgrind``, if installed): the same figures for every run whatever else
+the machine is doing, where wall times on a shared machine swing by 2x. They leave out
+what a command waits for (fsyncs, the disk), which the wall-time rows include.
 """
 
 from __future__ import annotations
@@ -224,6 +230,47 @@ def bench_installs(root: Path, repeats: int, regular: bool) -> Dict[str, Dict[st
 TARGETS = {"regular": 1.5, "editable": 2.0}
 
 
+def instructions(cmd: Sequence[str], env: Dict[str, str]) -> int:
+    """CPU instructions ``cmd`` executes, counted by callgrind (deterministic, unlike time)."""
+    cp = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                         *cmd], env=env, capture_output=True, text=True)
+    m = re.search(r"Collected : (\d+)", cp.stderr)
+    if cp.returncode != 0 or not m:
+        raise SystemExit(f"valgrind failed ({cp.returncode}) on {' '.join(cmd)}:\n{cp.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def bench_instructions(root: Path, regular: bool) -> None:
+    """``import typer``, ``tick RUN`` (a fresh run to its first prompt) and ``waiting``,
+    as instructions executed, for each install."""
+    if shutil.which("valgrind") is None:
+        print("instructions: valgrind is not installed; skipped\n")
+        return
+    data_dir = root / "data-instructions"
+    env = make_env(root, data_dir)
+    installs = {"editable": Path(sys.executable).parent}
+    if regular:
+        venv = root / "regular-venv"
+        installs["regular"] = (venv if venv.exists() else regular_install(root)) / "bin"
+    rt, loaded = runtime_for(root, data_dir)
+    spec = loaded.entry("bench_loop").spec
+    rt.tick(run_id=rt.start(workflow=spec, vars={}))  # a prompt for `waiting` to show
+    print("start-up as CPU instructions executed (callgrind), against `python -c 'import typer'`")
+    for name, bindir in installs.items():
+        e = env if name == "editable" else {k: v for k, v in env.items() if k != "PYTHONPATH"}
+        timed([str(bindir / "abstractrt"), "waiting"], e)  # bytecode cached
+        base = instructions([str(bindir / "python"), "-c", "import typer"], e)
+        tick = instructions([str(bindir / "abstractrt"), "tick", rt.start(workflow=spec, vars={})], e)
+        wait = instructions([str(bindir / "abstractrt"), "waiting"], e)
+        print(f"  {name} install")
+        print(f"    python -c 'import typer'     {base / 1e6:8.1f} M instructions")
+        mark = "  ok" if tick / base <= TARGETS[name] else f"  above {TARGETS[name]}x"
+        print(f"    abstractrt tick RUN          {tick / 1e6:8.1f} M instructions   "
+              f"{tick / base:4.2f}x typer{mark}")
+        print(f"    abstractrt waiting           {wait / 1e6:8.1f} M instructions   {wait / base:4.2f}x typer")
+    print()
+
+
 def report_installs(results: Dict[str, Dict[str, List[float]]]) -> None:
     print("start-up against `python -c 'import typer'` (targets: tick RUN within "
           "1.5x from a regular install, 2x from an editable one)")
@@ -358,6 +405,8 @@ def main() -> None:
                     help="skip the regular (pip install .) install: editable only")
     ap.add_argument("--installs-only", action="store_true",
                     help="only the start-up comparison of the two installs")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count the start-up commands' CPU instructions (valgrind)")
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="abstractrt-bench-"))
@@ -368,6 +417,8 @@ def main() -> None:
         print(f"command: {' '.join(abstractrt_command())}\n")
 
         report_installs(bench_installs(root, args.repeats, regular=not args.no_regular))
+        if args.instructions:
+            bench_instructions(root, regular=not args.no_regular)
         if args.installs_only:
             return
 

@@ -19,7 +19,10 @@ back a 1 MiB artifact; of a snapshot; of a log append.
 
 abstractrt also runs the starts and resumes with ``fsync=False``, to show what the
 durability costs on this disk (AbstractRuntime never fsyncs: that row is the like for
-like comparison of everything else).
+like comparison of everything else); and the *floor* rows time the bare file operations
+that PRODUCT §3's durability rules ask of a start and of a resume (``w_floor``), with no
+Python work at all: where AbstractRuntime's unsynced start is faster than that floor, no
+file store that keeps the rules can match it on this disk.
 
 AbstractRuntime runs the same workloads with ``JsonFileRunStore`` and ``JsonlLedgerStore``
 (wrapped in its ``HashChainedLedgerStore`` for the effect workload). It never fsyncs, so
@@ -85,6 +88,50 @@ def primitives(tmp: str, n: int = 300) -> Dict[str, float]:
     replace = (time.perf_counter() - t) / n * 1000
     shutil.rmtree(d)
     return {"append_ms": append, "replace_ms": replace}
+
+
+def w_floor(tmp: str, n: int = N_STARTS) -> Dict[str, float]:
+    """The file operations alone that PRODUCT §3's rules ask of any store, per start and per
+    resume, with no Python work around them: what no file store that keeps those rules can
+    go below on this disk. A start: create the ledger, append its records and fdatasync,
+    write the run to a temp file and fsync it, rename it into place and fsync the directory
+    (one directory fsync for both new names). A resume: the same on the existing files."""
+    d = tempfile.mkdtemp(dir=tmp)
+    dfd = os.open(d, os.O_RDONLY)
+    records = (json.dumps({"x": "y" * 600}) + "\n").encode() * 3
+    state = json.dumps({"v": "y" * 900}, indent=2).encode()
+
+    def save_run(name: str) -> None:
+        tmp_name = "." + name + ".tmp"
+        f = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
+        os.write(f, state)
+        os.fsync(f)
+        os.close(f)
+        os.replace(tmp_name, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.fsync(dfd)
+
+    def starts() -> None:
+        for i in range(n):
+            fd = os.open(f"{i}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600,
+                         dir_fd=dfd)
+            os.write(fd, records)
+            os.fdatasync(fd)
+            os.close(fd)
+            save_run(f"{i}.json")
+
+    def resumes() -> None:
+        for i in range(n):
+            fd = os.open(f"{i}.jsonl", os.O_WRONLY | os.O_APPEND, dir_fd=dfd)
+            os.write(fd, records)
+            os.fdatasync(fd)
+            os.close(fd)
+            save_run(f"{i}.json")
+
+    t_start, _ = timed(starts)
+    t_resume, _ = timed(resumes)
+    os.close(dfd)
+    shutil.rmtree(d)
+    return {"starts_s": t_start, "resumes_s": t_resume}
 
 
 # ---------------------------------------------------------------------------- workflows
@@ -506,6 +553,11 @@ def main() -> int:
             N_STARTS)
         add("  resumes, abstractrt with fsync off", s_n["resumes_s"], _get(s_t, "resumes_s"),
             N_STARTS)
+        fl = w_floor(tmp)
+        add("  starts, §3's file operations alone (floor)", fl["starts_s"], _get(s_t, "starts_s"),
+            N_STARTS)
+        add("  resumes, §3's file operations alone (floor)", fl["resumes_s"],
+            _get(s_t, "resumes_s"), N_STARTS)
         for n in sizes:
             st_o = w_stored(ours, tmp, n)
             st_t = w_stored(theirs, tmp, n) if theirs else None

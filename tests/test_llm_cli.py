@@ -255,8 +255,10 @@ def test_a_runaway_loop_waits_at_its_token_limit_and_a_person_decides(world, srv
             r = world("limits", rid, "--set", f"max_tokens={value}")
         assert_one_line_error(r, 1, needle)
 
-    # Lifting the limit resumes the run by itself, until it reaches the new one.
-    world.ok("limits", rid, "--set", "max_tokens=2500")
+    # Lifting the limit resumes the run by itself, until it reaches the new one; the
+    # command shows where the run went after the limits.
+    out = world.ok("limits", rid, "--set", "max_tokens=2500").stdout
+    assert "tokens" in out and "resumed" in out and "2800" in out, out
     run = world.show(rid)
     assert len(srv.requests) == 7
     assert run["waiting"]["details"]["guard"] == {"limit": "tokens", "used": 2800, "max": 2500}
@@ -283,8 +285,10 @@ def test_the_iterations_limit_acts_too(world, srv):
     run = world.tick(rid)
     assert len(srv.requests) == 2
     assert run["waiting"]["details"]["guard"] == {"limit": "iterations", "used": 2, "max": 2}
-    world.ok("limits", rid, "--set", "max_iterations=3")
+    moved = world.ok("limits", rid, "--set", "max_iterations=3", "--json").json()
+    assert moved["moved"] is True and moved["run_status"] == "waiting"
     assert len(srv.requests) == 3
+    assert world.ok("limits", rid, "--json").json()["moved"] is False
     assert world.show(rid)["waiting"]["details"]["guard"]["used"] == 3
 
 

@@ -222,10 +222,13 @@ def limits_cmd(
 
     updates = parse_set_pairs(sets or [])
     data = ops.limits(call.session(), run, updates)
+    moved = data.pop("_run")
     if call.json:
         render.print_json(data)
         return result_exit()
     p = render.Printer()
     p.table(render.limits_table(data))
     p.line(render.limits_line(data["status"]))
+    if moved is not None:  # the change resumed the run: show where it went
+        p.card(render.run_summary_card(moved, heading="resumed"))
     return result_exit()

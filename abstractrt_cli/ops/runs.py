@@ -255,8 +255,13 @@ def limits(s: Session, ref: str, updates: Dict[str, Any]) -> Dict[str, Any]:
     """Show a run's limits, or change them (the kernel refuses nonsense, changing nothing)."""
     run = s.load_run(ref)
     rt = s.runtime()
+    moved = None
     if updates:
+        before = (run.status, run.waiting.wait_key if run.waiting else None, run.effect_seq)
         run = rt.update_limits(run.run_id, updates, actor_id=s.actor())
+        if (run.status, run.waiting.wait_key if run.waiting else None, run.effect_seq) != before:
+            moved = run  # lifting a reached limit resumed it: where it is now
     return {"run_id": run.run_id, "limits": run.vars.get("_limits") or {},
-            "status": rt.get_limit_status(run.run_id)}
+            "status": rt.get_limit_status(run.run_id), "run_status": run.status.value,
+            "moved": moved is not None, "_run": moved}
 
