@@ -20,10 +20,12 @@ query reports it (``on_corrupt``) until fixed.
 
 Locks (format 2). A run is locked by ``flock`` on its ledger file, which exists anyway
 (the kernel's first act on a run is its ``start`` record): no lock file to create per
-run. Locking a run whose ledger does not exist yet creates the ledger (its directory
-entry made durable at once, so appends never need to); if it is still empty when the
-lock is released and no run was saved under it, it is removed again (under the lock:
-see ``locks.py``), so a refused command leaves nothing behind. The holder's descriptor is
+run. Locking a run whose ledger does not exist yet creates the ledger; its directory
+entry is made durable by the directory fsync that the run file's first save ends with
+(ledger and run file share the directory), or at once for a run whose file exists
+already. If the ledger is still empty when the lock is released and no run was saved
+under it, it is removed again (under the lock: see ``locks.py``), so a refused command
+leaves nothing behind. The holder's descriptor is
 opened for appending, and the ledger store appends through it.
 """
 
@@ -342,8 +344,13 @@ class FileRunStore(FileQueries, IndexUpkeep):
                                  dir_fd=shard)
                 except FileExistsError:
                     return os.open(name, _LEDGER_FLAGS, dir_fd=shard), False
-                if self._fsync:
-                    fsync_dir(shard)  # its entry is durable before anything is appended
+                if self._fsync and lstat_at(shard, rid + ".json") is not None:
+                    # A run that exists lost its ledger: the entry is durable before
+                    # anything is appended. A new run's is made durable by the fsync of
+                    # this same directory that saving its run file ends with: until then
+                    # the run does not exist for anyone, and a crash that loses the entry
+                    # loses a run that never was (one sync fewer per start).
+                    fsync_dir(shard)
                 return fd, True
             except FileNotFoundError:
                 if attempt == 2 or not self._layout.forget_if_gone(Layout.shard_of(rid)):
