@@ -221,8 +221,7 @@ def limits_cmd(
     from ..payloads import parse_set_pairs
 
     updates = parse_set_pairs(sets or [])
-    data = ops.limits(call.session(), run, updates)
-    moved = data.pop("_run")
+    data, moved = ops.limits(call.session(), run, updates)
     if call.json:
         render.print_json(data)
         return result_exit()

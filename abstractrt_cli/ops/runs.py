@@ -251,8 +251,10 @@ def cancel(s: Session, ref: str, *, reason: Optional[str] = None) -> CancelResul
 
 
 @hinted
-def limits(s: Session, ref: str, updates: Dict[str, Any]) -> Dict[str, Any]:
-    """Show a run's limits, or change them (the kernel refuses nonsense, changing nothing)."""
+def limits(s: Session, ref: str, updates: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[RunState]]:
+    """Show a run's limits, or change them (the kernel refuses nonsense, changing nothing).
+
+    Also the run, if the change resumed it (lifting a reached limit does): else None."""
     run = s.load_run(ref)
     rt = s.runtime()
     moved = None
@@ -260,8 +262,8 @@ def limits(s: Session, ref: str, updates: Dict[str, Any]) -> Dict[str, Any]:
         before = (run.status, run.waiting.wait_key if run.waiting else None, run.effect_seq)
         run = rt.update_limits(run.run_id, updates, actor_id=s.actor())
         if (run.status, run.waiting.wait_key if run.waiting else None, run.effect_seq) != before:
-            moved = run  # lifting a reached limit resumed it: where it is now
+            moved = run
     return {"run_id": run.run_id, "limits": run.vars.get("_limits") or {},
             "status": rt.get_limit_status(run.run_id), "run_status": run.status.value,
-            "moved": moved is not None, "_run": moved}
+            "moved": moved is not None}, moved
 
