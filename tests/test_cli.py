@@ -1223,7 +1223,9 @@ def test_every_registered_command_is_in_the_module_table():
 
 def test_a_cron_tick_imports_only_what_it_uses(cli):
     """`abstractrt tick RUN` (plain output) and `waiting` never load rich, YAML,
-    platformdirs (with every setting given) or the answering code."""
+    platformdirs (with every setting given) or the answering code; nor OpenSSL's hashing,
+    ``logging``, the memory store, the file store's parts of part two, or the modules of
+    other commands (each costs every cron call)."""
     import subprocess
     import sys
 
@@ -1231,7 +1233,12 @@ def test_a_cron_tick_imports_only_what_it_uses(cli):
     code = ("import sys; from abstractrt_cli.cli.app import main\n"
             "sys.argv = ['abstractrt'] + sys.argv[1:]\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "heavy = ('rich', 'yaml', 'platformdirs', 'abstractrt_cli.ops.answers', 'jsonschema')\n"
+            "heavy = ('rich', 'yaml', 'platformdirs', 'abstractrt_cli.ops.answers', 'jsonschema',\n"
+            "         'hashlib', '_hashlib', 'logging', 'abstractrt_cli.storage.memory',\n"
+            "         'abstractrt_cli.storage.files.events', 'abstractrt_cli.storage.files.snapshots',\n"
+            "         'abstractrt_cli.storage.files.artifacts', 'abstractrt_cli.storage.files.audit',\n"
+            "         'abstractrt_cli.storage.files.logs', 'abstractrt_cli.cli.lifecycle',\n"
+            "         'abstractrt_cli.cli.admin', 'abstractrt_cli.cli.worker')\n"
             "print(sorted({m.split('.')[0] if not m.startswith('abstractrt_cli') else m\n"
             "              for m in sys.modules if m.startswith(heavy)}), file=sys.stderr)\n")
     for args in (["tick", rid], ["waiting"]):
