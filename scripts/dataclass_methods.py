@@ -9,6 +9,8 @@ and its ``__post_init__`` call; a frozen class (base ``Frozen``) sets its fields
     python scripts/dataclass_methods.py            # rewrite every marked class's __init__
     python scripts/dataclass_methods.py --check    # exit 1 if one is out of date (tests)
     python scripts/dataclass_methods.py --convert FILE...  # mark @dataclass classes
+                                                  # (then import FACTORY, Plain, Frozen
+                                                  # from core/dc.py, and list FILE in FILES)
 
 After adding, removing or reordering a field of a marked class, run it again
 (``tests/test_models.py`` fails until you do).
@@ -27,7 +29,6 @@ PACKAGE = ROOT / "abstractrt_cli"
 BEGIN = "    # --- __init__ written out by scripts/dataclass_methods.py from the fields ({kind}) ---"
 END = "    # --- end of the written-out __init__ ---"
 DECORATOR = "@dataclass(init=False, repr=False, eq=False)"
-FACTORY_IMPORT = "FACTORY"
 
 # The marked files: every class in them whose decorator is DECORATOR.
 FILES = [
@@ -70,7 +71,8 @@ def _fields(src: str, cls: ast.ClassDef) -> List[Field]:
     return out
 
 
-def _methods(cls: ast.ClassDef, fields: List[Field], frozen: bool) -> List[str]:
+def _init_lines(cls: ast.ClassDef, fields: List[Field], frozen: bool) -> List[str]:
+    """The marked block: ``__init__`` as ``@dataclass`` would make it, between the markers."""
     has_post_init = any(isinstance(s, ast.FunctionDef) and s.name == "__post_init__"
                         for s in cls.body)
     params = ["self"]
@@ -131,7 +133,7 @@ def _classes(src: str) -> List[Tuple[ast.ClassDef, bool, int, int]]:
 def regenerate(src: str) -> str:
     for cls, frozen, start, end in reversed(_classes(src)):  # bottom up: lines stay valid
         lines = src.split("\n")
-        new = _methods(cls, _fields(src, cls), frozen)
+        new = _init_lines(cls, _fields(src, cls), frozen)
         src = "\n".join(lines[:start] + new + lines[end + 1:])
     return src
 
@@ -145,7 +147,6 @@ def convert(src: str) -> str:
         if decos not in (["dataclass"], ["dataclass(frozen=True)"]):
             continue
         frozen = decos == ["dataclass(frozen=True)"]
-        fields = _fields(src, node)
         last = max(s.end_lineno for s in node.body
                    if isinstance(s, ast.AnnAssign) or (isinstance(s, ast.Expr)
                                                         and isinstance(s.value, ast.Constant)))
@@ -158,7 +159,6 @@ def convert(src: str) -> str:
         lines[last:last] = block
         deco_line = node.decorator_list[0].lineno - 1  # the '@' line (0-based)
         lines[deco_line] = DECORATOR
-        del fields
     return regenerate("\n".join(lines))
 
 
@@ -183,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not args.check:
                 path.write_text(new)
     if args.check and stale:
-        print("written-out dataclass methods out of date in: " + ", ".join(stale)
+        print("written-out dataclass __init__s out of date in: " + ", ".join(stale)
               + " (run python scripts/dataclass_methods.py)", file=sys.stderr)
         return 1
     for name in stale:

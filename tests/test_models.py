@@ -277,3 +277,44 @@ def test_written_out_classes_behave_as_dataclasses():
             setattr(a, first, "changed")
             assert getattr(a, first) == "changed"
         assert dataclasses.replace(cls(**every)) == cls(**every)
+
+
+def test_the_script_converts_a_dataclass_into_a_marked_one():
+    """``--convert`` marks a class and writes its __init__; regenerating it is a no-op."""
+    import dataclasses
+    import textwrap
+
+    tool, _classes = _marked_classes()
+    src = textwrap.dedent('''\
+        from dataclasses import dataclass, field
+        from typing import List, Optional
+
+        from abstractrt_cli.core.dc import FACTORY, Frozen, Plain
+
+
+        @dataclass
+        class Box:
+            """A box."""
+
+            name: str
+            tags: List[str] = field(default_factory=list)
+            size: Optional[int] = None  # a comment stays
+
+
+        @dataclass(frozen=True)
+        class Key:
+            kind: str
+            n: int = 0
+        ''')
+    out = tool.convert(src)
+    assert out.count(tool.DECORATOR) == 2 and "class Box(Plain):" in out and "class Key(Frozen):" in out
+    assert tool.regenerate(out) == out
+    ns: dict = {}
+    exec(compile(out, "<converted>", "exec"), ns)
+    box = ns["Box"]("b")
+    assert box.tags == [] and box.size is None and repr(box) == "Box(name='b', tags=[], size=None)"
+    assert [f.name for f in dataclasses.fields(ns["Box"])] == ["name", "tags", "size"]
+    key = ns["Key"]("k", 2)
+    assert hash(key) == hash(ns["Key"]("k", 2))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        key.n = 3
