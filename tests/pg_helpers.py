@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List
 
@@ -33,6 +34,20 @@ def admin_connection() -> Any:
     import psycopg
 
     return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+
+
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """The URL of a database of its own on the test server (for commands that use the
+    store's default schema), dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin_connection() as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin_connection() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def drop_schema(name: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -16,7 +15,7 @@ from typing import Iterator
 
 import pytest
 from cli_helpers import CLI, abstractrt_command, assert_one_line_error
-from pg_helpers import PG_URL, admin_connection, requires_pg
+from pg_helpers import requires_pg, throwaway_database
 
 pytestmark = requires_pg
 
@@ -27,14 +26,8 @@ RAW = b"\x00\xff\xfe\x80binary\x00tail\xc3\x28"
 @pytest.fixture
 def db_url() -> Iterator[str]:
     # The commands use the store's default schema: a database of this test's own.
-    name = f"lc_{os.getpid()}_{secrets.token_hex(3)}"
-    with admin_connection() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin_connection() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with throwaway_database("lc") as url:
+        yield url
 
 
 @pytest.fixture

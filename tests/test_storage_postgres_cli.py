@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from pg_helpers import PG_URL, admin_connection, asset_cmd, requires_pg
+from pg_helpers import PG_URL, asset_cmd, requires_pg, throwaway_database
 
 pytestmark = requires_pg
 
@@ -24,14 +23,8 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
 @pytest.fixture(scope="module")
 def db_url() -> Iterator[str]:
-    name = f"cli_{os.getpid()}_{secrets.token_hex(3)}"
-    with admin_connection() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin_connection() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with throwaway_database("cli") as url:
+        yield url
 
 
 def cli(url: str, tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -7,8 +7,6 @@ the store's default schema), dropped at the end.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import signal
 import time
@@ -17,7 +15,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from cli_helpers import CLI
-from pg_helpers import PG_URL, admin_connection, requires_pg
+from pg_helpers import requires_pg, throwaway_database
 from test_worker_helpers import ASSETS, Background, executions, wait_for
 
 pytestmark = requires_pg
@@ -25,14 +23,8 @@ pytestmark = requires_pg
 
 @pytest.fixture(scope="module")
 def db_url() -> Iterator[str]:
-    name = f"worker_{os.getpid()}_{secrets.token_hex(3)}"
-    with admin_connection() as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin_connection() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with throwaway_database("worker") as url:
+        yield url
 
 
 @pytest.fixture

@@ -160,19 +160,29 @@ def _problem(report: Dict[str, Any], kind: str, why: str, **about: Any) -> None:
         {"run_id": about.pop("run_id", None), **about, "why": why})
 
 
+def _listed(src_part: Any, dst_part: Any, list_items: Callable[[], List[Any]], part: str,
+            report: Dict[str, Any], lacking: Counter, run_id: Optional[str] = None) -> List[Any]:
+    """What the source's ``part`` lists (counted in ``report[part]``) to copy — nothing
+    when the source keeps no such part, cannot list it (an error), or the destination
+    keeps none (counted in ``lacking``: reported once, at the end)."""
+    if src_part is None:
+        return []
+    try:
+        items = list_items()
+    except AbstractRTError as exc:
+        _problem(report, "error", f"source {_what(part)}: {exc.message}", run_id=run_id)
+        return []
+    report[part] += len(items)
+    if dst_part is None:
+        lacking[part] += len(items)
+        return []
+    return items
+
+
 def _copy_snapshots(src: Stores, dst: Stores, rid: str, report: Dict[str, Any],
                     lacking: Counter) -> None:
-    if src.snapshots is None:
-        return
-    try:
-        snaps = src.snapshots.list_snapshots(run_id=rid)
-    except AbstractRTError as exc:
-        _problem(report, "error", f"source snapshots: {exc.message}", run_id=rid)
-        return
-    report["snapshots"] += len(snaps)
-    if dst.snapshots is None:
-        lacking["snapshots"] += len(snaps)
-        return
+    snaps = _listed(src.snapshots, dst.snapshots, lambda: src.snapshots.list_snapshots(run_id=rid),
+                    "snapshots", report, lacking, run_id=rid)
     for snap in snaps:
         name = snap.get("name")
         try:
@@ -246,17 +256,8 @@ def _copy_log(src: Stores, dst: Stores, rid: str, report: Dict[str, Any],
 def _copy_artifacts(src: Stores, dst: Stores, report: Dict[str, Any], lacking: Counter) -> None:
     """By ref: new bytes are written and read back; known ones given the source's runs
     and tags they lack (identical bytes are the same artifact: never a conflict)."""
-    if src.artifacts is None:
-        return
-    try:
-        metas = src.artifacts.list_artifacts()
-    except AbstractRTError as exc:
-        _problem(report, "error", f"source artifacts: {exc.message}")
-        return
-    report["artifacts"] = len(metas)
-    if dst.artifacts is None:
-        lacking["artifacts"] += len(metas)
-        return
+    metas = _listed(src.artifacts, dst.artifacts, lambda: src.artifacts.list_artifacts(),
+                    "artifacts", report, lacking)
     for meta in metas:
         ref = meta.get("ref")
         try:
@@ -306,16 +307,9 @@ def _copy_prune_records(src: Stores, dst: Stores, report: Dict[str, Any],
     """Records the destination lacks are added, in the source's order (a record it has
     already — an equal document — is not added twice; the same one made twice at the
     source arrives twice)."""
-    if src.audit is None:
-        return
-    try:
-        records = src.audit.list_prune_records()
-    except AbstractRTError as exc:
-        _problem(report, "error", f"source prune records: {exc.message}")
-        return
-    report["prune_records"] = len(records)
-    if dst.audit is None:
-        lacking["prune_records"] += len(records)
+    records = _listed(src.audit, dst.audit, lambda: src.audit.list_prune_records(),
+                      "prune_records", report, lacking)
+    if not records:
         return
     try:
         there = Counter(_canonical(r) for r in dst.audit.list_prune_records())
