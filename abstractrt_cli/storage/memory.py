@@ -239,10 +239,7 @@ class InMemoryArtifactStore:
     def put_artifact(self, data: bytes, *, content_type: str = rules.DEFAULT_CONTENT_TYPE,
                      run_id: Optional[str] = None, tags: Sequence[str] = (),
                      name: Optional[str] = None) -> Dict[str, Any]:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError("an artifact is bytes")
-        data = bytes(data)
-        rules.check_artifact_args(content_type, run_id, tags, name)
+        data = rules.artifact_bytes(data, content_type, run_id, tags, name)
         ref = rules.artifact_ref(data)
         with self._guard:
             old = self._meta.get(ref)

@@ -263,6 +263,14 @@ def merge_imported_meta(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, A
     return meta
 
 
+def artifact_bytes(data: Any, content_type: Any, run_id: Any, tags: Any, name: Any) -> bytes:
+    """``put_artifact``'s arguments checked (``check_artifact_args``), and its bytes."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("an artifact is bytes")
+    check_artifact_args(content_type, run_id, tags, name)
+    return bytes(data)
+
+
 def check_artifact_args(content_type: Any, run_id: Any, tags: Any, name: Any) -> None:
     """``put_artifact``'s arguments, refused with a clear error before anything is stored."""
     from ..errors import PayloadError

@@ -102,10 +102,7 @@ class FileArtifactStore:
                      run_id: Optional[str] = None, tags: Sequence[str] = (),
                      name: Optional[str] = None) -> Dict[str, Any]:
         """Store the bytes (durably) and return the metadata (merged if they are kept)."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError("an artifact is bytes")
-        data = bytes(data)
-        rules.check_artifact_args(content_type, run_id, tags, name)
+        data = rules.artifact_bytes(data, content_type, run_id, tags, name)
         if run_id is not None:
             validate_run_id(run_id)  # (before anything is written)
 

@@ -67,10 +67,7 @@ class PostgresArtifactStore:
                      name: Optional[str] = None) -> Dict[str, Any]:
         """Store the bytes (durable when this returns) and return the metadata, merged
         with what the same bytes had already."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError("an artifact is bytes")
-        data = bytes(data)
-        rules.check_artifact_args(content_type, run_id, tags, name)
+        data = rules.artifact_bytes(data, content_type, run_id, tags, name)
         if run_id is not None:
             validate_run_id(run_id)  # the run store's rule, before anything is written
         first = rules.new_artifact_meta(data, content_type=content_type, run_id=run_id,
