@@ -179,21 +179,39 @@ def read_config_file(path: Path, *, must_exist: bool = False) -> Dict[str, Any]:
     return data
 
 
+def _config_text(settings: "Settings") -> Optional[str]:
+    """The config file's text, read once per ``Settings`` (``llm`` and ``hooks`` both look
+    in it): "" when there is none (a missing file was refused by ``resolve`` if it was
+    named), None when it cannot be read."""
+    cache = settings.__dict__  # (a frozen dataclass: cached as cached_property does)
+    if "_config_text" not in cache:
+        path = settings.config_file
+        try:
+            text: Optional[str] = path.read_text(encoding="utf-8") if path is not None else ""
+        except (FileNotFoundError, NotADirectoryError):
+            text = ""
+        except (OSError, UnicodeDecodeError):
+            text = None
+        cache["_config_text"] = text
+    return cache["_config_text"]
+
+
+def _config_mapping(settings: "Settings") -> Dict[str, Any]:
+    """The config file parsed, once per ``Settings`` (``read_config_file``'s errors)."""
+    cache = settings.__dict__
+    if "_config_mapping" not in cache:
+        path = settings.config_file
+        cache["_config_mapping"] = read_config_file(path) if path is not None else {}
+    return cache["_config_mapping"]
+
+
 def load_llm(settings: "Settings") -> Optional[Dict[str, Any]]:
     """The ``llm`` setting (config file only), read when a runtime is built or
     ``abstractrt config`` shows it; a file that never says "llm" is not parsed for it."""
-    path = settings.config_file
-    if path is None:
+    text = _config_text(settings)
+    if text is not None and "llm" not in text:  # (None: let read_config_file name the problem)
         return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, NotADirectoryError):
-        return None  # a missing file was refused by resolve if it was named
-    except (OSError, UnicodeDecodeError):
-        text = "llm"  # let read_config_file name the problem
-    if "llm" not in text:
-        return None
-    value = read_config_file(path).get("llm")
+    value = _config_mapping(settings).get("llm")
     return dict(value) if value else None
 
 
@@ -255,18 +273,10 @@ def load_hooks(settings: "Settings") -> Tuple[Dict[str, Any], str]:
     ``resolve``: the other settings may all come from options and the environment. A
     config file that never says "hooks" is not parsed for it (YAML costs ~30 ms).
     """
-    path = settings.config_file
-    if path is None:
+    text = _config_text(settings)
+    if text is not None and "hooks" not in text:  # (None: let read_config_file name the problem)
         return {}, "default"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, NotADirectoryError):
-        text = ""  # a missing file was refused by resolve if it was named; else no hooks
-    except (OSError, UnicodeDecodeError):
-        text = "hooks"  # let read_config_file name the problem
-    if "hooks" not in text:
-        return {}, "default"
-    hooks = read_config_file(path).get("hooks") or {}
+    hooks = _config_mapping(settings).get("hooks") or {}
     return hooks, "config" if hooks else "default"
 
 

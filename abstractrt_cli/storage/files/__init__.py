@@ -62,7 +62,7 @@ def open_file_stores(data_dir: Any, *, fsync: bool = True,
                      create: bool = True) -> Tuple[FileRunStore, FileLedgerStore]:
     """The run store and the ledger store of one data dir (``create``: make it if missing)."""
     runs = FileRunStore(data_dir, fsync=fsync, create=create)
-    return runs, FileLedgerStore(data_dir, fsync=fsync, create=False)
+    return runs, FileLedgerStore(runs.data_dir, fsync=fsync, create=False, version_checked=True)
 
 
 def open_file_bundle(data_dir: Any, *, fsync: bool = True, create: bool = True) -> Any:

@@ -66,9 +66,11 @@ class _Tail:
 class FileLedgerStore:
     """Hash-chained JSONL ledgers, one file per run (see the module docstring)."""
 
-    def __init__(self, data_dir: Any, *, fsync: bool = True, create: bool = True) -> None:
+    def __init__(self, data_dir: Any, *, fsync: bool = True, create: bool = True,
+                 version_checked: bool = False) -> None:
         self._layout = Layout.of(data_dir, create=create)
-        open_version(self._layout)
+        if not version_checked:  # (open_file_stores: the run store just did, same layout)
+            open_version(self._layout)
         self._fsync = fsync
         self._tails: Dict[str, _Tail] = {}
 
