@@ -205,13 +205,20 @@ def _config_mapping(settings: "Settings") -> Dict[str, Any]:
     return cache["_config_mapping"]
 
 
+def _config_value(settings: "Settings", key: str) -> Any:
+    """A key of the config file; the file is parsed only if its text mentions the key
+    (or was parsed already, by ``resolve``)."""
+    if "_config_mapping" not in settings.__dict__:
+        text = _config_text(settings)
+        if text is not None and key not in text:  # (None: read_config_file names the problem)
+            return None
+    return _config_mapping(settings).get(key)
+
+
 def load_llm(settings: "Settings") -> Optional[Dict[str, Any]]:
     """The ``llm`` setting (config file only), read when a runtime is built or
     ``abstractrt config`` shows it; a file that never says "llm" is not parsed for it."""
-    text = _config_text(settings)
-    if text is not None and "llm" not in text:  # (None: let read_config_file name the problem)
-        return None
-    value = _config_mapping(settings).get("llm")
+    value = _config_value(settings, "llm")
     return dict(value) if value else None
 
 
@@ -273,10 +280,7 @@ def load_hooks(settings: "Settings") -> Tuple[Dict[str, Any], str]:
     ``resolve``: the other settings may all come from options and the environment. A
     config file that never says "hooks" is not parsed for it (YAML costs ~30 ms).
     """
-    text = _config_text(settings)
-    if text is not None and "hooks" not in text:  # (None: let read_config_file name the problem)
-        return {}, "default"
-    hooks = _config_mapping(settings).get("hooks") or {}
+    hooks = _config_value(settings, "hooks") or {}
     return hooks, "config" if hooks else "default"
 
 
@@ -313,6 +317,7 @@ def resolve(data_dir: Optional[Path] = None, workflows_dir: Optional[Path] = Non
         elif os.environ.get(env):
             found[key], sources[key] = os.environ[env], "env"
     missing = [k for k in PATH_KEYS if k not in found]
+    conf: Optional[Dict[str, Any]] = None
     if missing:
         conf = read_config_file(conf_file, must_exist=named)
         for key in missing:
@@ -327,7 +332,7 @@ def resolve(data_dir: Optional[Path] = None, workflows_dir: Optional[Path] = Non
     store_value = found.get("store")
     if store_value is not None and "://" not in str(store_value):
         store_value = str(absolute(Path(store_value)))  # a store directory: absolute, like the others
-    return Settings(
+    settings = Settings(
         data_dir=absolute(Path(found["data_dir"])),
         workflows_dir=absolute(Path(found["workflows_dir"])),
         data_dir_from=sources["data_dir"],
@@ -337,6 +342,9 @@ def resolve(data_dir: Optional[Path] = None, workflows_dir: Optional[Path] = Non
         config_file=conf_file,
         config_file_from="env" if named else "default",
     )
+    if conf is not None:
+        settings.__dict__["_config_mapping"] = conf  # read once: llm and hooks look in it too
+    return settings
 
 
 def current_actor() -> str:
